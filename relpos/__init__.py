@@ -1,0 +1,52 @@
+"""relpos: self-supervised pretraining by relative position prediction between off-grid spans.
+
+The spine is modality-agnostic: ``sampler -> extract -> ViT -> relative head -> MSE``.
+"""
+
+from .extract import extract
+from .modalities import Modality, get_modality, list_modalities, register_modality
+from .nn.heads import (
+    CrossAttentionHead,
+    MLPHead,
+    PairwiseMLPHead,
+    RelativeHead,
+    create_head,
+    list_heads,
+    register_head,
+)
+from .nn.vit import ViT, create_model, list_models, register_model, sincos_encoding
+from .part import PART, PARTOutput
+from .samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
+from .spans import Spans, relative_targets, sample_pairs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PART",
+    "CrossAttentionHead",
+    "Grid",
+    "MLPHead",
+    "Modality",
+    "PARTOutput",
+    "PairwiseMLPHead",
+    "RandomBoxes",
+    "RandomWindows",
+    "RelativeHead",
+    "SpanSampler",
+    "Spans",
+    "ViT",
+    "__version__",
+    "create_head",
+    "create_model",
+    "extract",
+    "get_modality",
+    "list_heads",
+    "list_modalities",
+    "list_models",
+    "register_head",
+    "register_modality",
+    "register_model",
+    "relative_targets",
+    "sample_pairs",
+    "sincos_encoding",
+]

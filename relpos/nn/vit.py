@@ -1,0 +1,331 @@
+"""Vision Transformer over a set of tokens of any dimensionality (ViT-1D for signals, ViT-2D for
+images), with the position encodings PART needs: none, learned, or sin-cos of span centres."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..spans import Spans
+
+__all__ = [
+    "ViT",
+    "create_model",
+    "list_models",
+    "register_model",
+    "sincos_encoding",
+]
+
+PosEmbed = Literal["none", "learned", "sincos"]
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per example with probability ``p``."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on ``(B, L, d)`` using ``scaled_dot_product_attention``."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = rearrange(self.qkv(x), "b l (three h e) -> three b h l e", three=3, h=self.heads)
+        drop = self.attn_drop if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        return self.proj_drop(self.proj(rearrange(y, "b h l e -> b l (h e)")))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + DropPath(Attn(LN(x)))``, ``x + DropPath(MLP(LN(x)))``."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads, qkv_bias, attn_drop, drop)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def sincos_encoding(pos: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
+    """Sin-cos encoding of continuous coordinates (MAE-style, generalised to any D).
+
+    Args:
+        pos: ``(B, N, D)`` coordinates (any real values).
+        dim: encoding width; each axis gets ``2 * (dim // (2 D))`` channels, the rest is zero.
+
+    Returns:
+        ``(B, N, dim)``.
+    """
+    d = pos.shape[-1]
+    f = dim // (2 * d)
+    if f < 1:
+        raise ValueError(f"dim ({dim}) must be >= 2 * D ({2 * d}) for a sin-cos encoding")
+    omega = temperature ** (-torch.arange(f, device=pos.device, dtype=torch.float32) / f)
+    ang = pos.float()[..., None] * omega  # (B, N, D, f)
+    enc = rearrange(torch.cat([ang.sin(), ang.cos()], -1), "b n d f -> b n (d f)")
+    return F.pad(enc, (0, dim - enc.shape[-1])).to(
+        pos.dtype if pos.is_floating_point() else enc.dtype
+    )
+
+
+class ViT(nn.Module):
+    """Transformer encoder over tokens ``(B, N, C, *token_shape)`` (or flat ``(B, N, token_dim)``).
+
+    Args:
+        token_dim: flattened token size, ``C * prod(token_shape)``.
+        dim, depth, heads, mlp_ratio, qkv_bias: transformer width, blocks, heads.
+        pos_embed: ``"none"`` (PART pretraining), ``"learned"`` (needs ``num_tokens``; finetuning)
+            or ``"sincos"`` (computed from span centres divided by ``pos_unit``).
+        num_tokens: token count for learned position embeddings.
+        pos_drop: fraction of tokens whose position encoding is dropped (zeroed) while training
+            (the paper drops 20% for its EEG run).
+        pos_unit: input samples per position unit for ``"sincos"`` (e.g. the token size).
+        class_token: prepend a learned [CLS] token.
+        num_classes: size of the classifier head; 0 means no head (identity).
+        global_pool: ``"token"`` ([CLS]) or ``"avg"`` (mean of the tokens) for the head.
+        drop, attn_drop, drop_path: dropout, attention dropout, max stochastic depth (linear
+            over blocks).
+    """
+
+    def __init__(
+        self,
+        token_dim: int,
+        dim: int = 192,
+        depth: int = 12,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        pos_embed: PosEmbed = "none",
+        num_tokens: int | None = None,
+        pos_drop: float = 0.0,
+        pos_unit: float = 1.0,
+        class_token: bool = True,
+        num_classes: int = 0,
+        global_pool: Literal["token", "avg"] = "token",
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if pos_embed not in ("none", "learned", "sincos"):
+            raise ValueError(f"pos_embed must be 'none', 'learned' or 'sincos'; got {pos_embed!r}")
+        if pos_embed == "learned" and not num_tokens:
+            raise ValueError("pos_embed='learned' needs num_tokens (the fixed token count)")
+        if not 0.0 <= pos_drop < 1.0:
+            raise ValueError(f"pos_drop must lie in [0, 1); got {pos_drop}")
+        if global_pool == "token" and not class_token:
+            global_pool = "avg"
+        self.config: dict[str, Any] = dict(
+            token_dim=token_dim, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias, pos_embed=pos_embed, num_tokens=num_tokens, pos_drop=pos_drop,
+            pos_unit=pos_unit, class_token=class_token, num_classes=num_classes,
+            global_pool=global_pool, drop=drop, attn_drop=attn_drop, drop_path=drop_path,
+        )  # fmt: skip
+        self.token_dim = token_dim
+        self.dim = self.embed_dim = self.num_features = dim
+        self.pos_embed_type = pos_embed
+        self.pos_drop = pos_drop
+        self.pos_unit = pos_unit
+        self.global_pool = global_pool
+        self.num_prefix_tokens = 1 if class_token else 0
+        self.num_classes = num_classes
+
+        self.embed = nn.Linear(token_dim, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, num_tokens, dim)) if pos_embed == "learned" else None
+        )
+        self.drop = nn.Dropout(drop)
+        rates = torch.linspace(0, drop_path, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, mlp_ratio, qkv_bias, drop, attn_drop, r) for r in rates
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head: nn.Module = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    # ------------------------------------------------------------------ timm-style API
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier with a fresh ``Linear(dim, num_classes)`` (0: no head)."""
+        self.num_classes = num_classes
+        self.config["num_classes"] = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+            self.config["global_pool"] = global_pool
+        self.head = nn.Linear(self.dim, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+
+    def _position(self, x: Tensor, spans: Spans | None) -> Tensor | None:
+        if self.pos_embed_type == "none":
+            return None
+        if self.pos_embed_type == "learned":
+            if x.shape[1] != self.pos_embed.shape[1]:
+                raise ValueError(
+                    f"learned position embeddings expect {self.pos_embed.shape[1]} tokens; "
+                    f"got {x.shape[1]}"
+                )
+            pos = self.pos_embed.expand(x.shape[0], -1, -1)
+        else:
+            if spans is None:
+                raise ValueError("pos_embed='sincos' needs the spans (their centres) in forward")
+            pos = sincos_encoding(spans.centre.to(x.device) / self.pos_unit, self.dim).to(x.dtype)
+        if self.training and self.pos_drop > 0:
+            keep = torch.rand(x.shape[0], x.shape[1], 1, device=x.device) >= self.pos_drop
+            pos = pos * keep
+        return pos
+
+    def embed_tokens(self, tokens: Tensor) -> Tensor:
+        """``(B, N, C, *token_shape)`` or ``(B, N, token_dim)`` -> ``(B, N, dim)``."""
+        if tokens.ndim < 3:
+            raise ValueError(f"tokens must have shape (B, N, ...); got {tuple(tokens.shape)}")
+        if tokens.ndim > 3:
+            tokens = rearrange(tokens, "b n ... -> b n (...)")
+        if tokens.shape[-1] != self.token_dim:
+            raise ValueError(
+                f"tokens flatten to {tokens.shape[-1]} values but the encoder's token_dim is "
+                f"{self.token_dim}"
+            )
+        return self.embed(tokens)
+
+    def forward_features(self, tokens: Tensor, spans: Spans | None = None) -> Tensor:
+        """Encode tokens: ``(B, N, ...)`` -> ``(B, num_prefix_tokens + N, dim)`` (after the norm)."""
+        x = self.embed_tokens(tokens)
+        pos = self._position(x, spans)
+        if pos is not None:
+            x = x + pos
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool features ``(B, L, dim)`` ([CLS] or mean) and apply the head: ``(B, num_classes)``."""
+        if self.global_pool == "token":
+            x = x[:, 0]
+        else:
+            x = x[:, self.num_prefix_tokens :].mean(1)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, tokens: Tensor, spans: Spans | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(tokens, spans))
+
+
+# ---------------------------------------------------------------------- presets
+_PRESETS: dict[str, dict[str, Any]] = {
+    # 2D presets (token_dim defaults to 16x16 RGB patches; override for other patches)
+    "vit_tiny": dict(token_dim=768, dim=192, depth=12, heads=3),
+    "vit_small": dict(token_dim=768, dim=384, depth=12, heads=6),
+    "vit_base": dict(token_dim=768, dim=768, depth=12, heads=12),
+    # 1D EEG preset: 6 channels x 100-sample (1 s at 100 Hz) tokens; ~12.9M parameters with a
+    # 30-token learned position embedding and a 5-class head, as in the paper's sleep staging
+    "vit_eeg": dict(token_dim=600, dim=512, depth=4, heads=8),
+    # CPU-sized presets for demos and tests
+    "vit_eeg_mini": dict(token_dim=600, dim=128, depth=4, heads=4),
+    "vit_mini": dict(token_dim=48, dim=128, depth=4, heads=4),
+}
+
+
+def register_model(name: str, **defaults: Any) -> None:
+    """Add (or replace) a named preset for :func:`create_model`."""
+    _PRESETS[name] = dict(defaults)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(_PRESETS)
+
+
+def create_model(name: str, **overrides: Any) -> ViT:
+    """Build a :class:`ViT` from a named preset, e.g. ``create_model("vit_small", token_dim=48)``."""
+    if name not in _PRESETS:
+        raise ValueError(
+            f"unknown model preset {name!r}; known presets: {', '.join(list_models())}"
+        )
+    kwargs = {**_PRESETS[name], **overrides}
+    return ViT(**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def param_summary() -> dict[str, int]:
+    """Parameter counts of the presets as created by default (no head, no position table)."""
+    return {name: count_parameters(create_model(name)) for name in list_models()}
