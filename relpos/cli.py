@@ -63,6 +63,317 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- sleep staging
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="directory to write the records into")
+    p.add_argument("--records", type=int, default=60, help="labelled records (default 60)")
+    p.add_argument("--unlabelled", type=int, default=0, help="extra records without .arousal")
+    p.add_argument(
+        "--max-hours", type=float, default=None, help="crop each night to a window of this length"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--layout", choices=["nested", "flat"], default="nested")
+
+
+@command("synth", _synth_args)
+def _synth(args: argparse.Namespace) -> int:
+    """Write synthetic PSG records in the PhysioNet/CinC 2018 format (.hea/.mat/.arousal)."""
+    from .data.synthetic import synthesize_dataset
+
+    paths = synthesize_dataset(
+        args.out, args.records, seed=args.seed, max_hours=args.max_hours, layout=args.layout,
+        unlabelled=args.unlabelled, jobs=args.jobs,
+    )  # fmt: skip
+    print(f"{len(paths)} records in {args.out}")
+    return 0
+
+
+def _sleep_preset(args: argparse.Namespace):
+    from .config import parse_overrides
+    from .experiments.sleep import load_sleep_config
+
+    return load_sleep_config(args.preset, parse_overrides(getattr(args, "set", None) or []))
+
+
+def _preset_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset", default="physionet2018-demo", help="sleep preset name or YAML/JSON file"
+    )
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="directory of records (challenge layout or flat)")
+    p.add_argument("store", help="store directory to create or complete")
+    _preset_arg(p)
+    p.add_argument(
+        "--jobs", type=int, default=None, help="parallel records (default: from the preset)"
+    )
+    p.add_argument("--dtype", choices=["float16", "float32"], default=None)
+    p.add_argument("--iir", action="store_true", help="IIR (Butterworth) bandpass instead of FIR")
+    p.add_argument("--require-labels", action="store_true", help="skip records without .arousal")
+    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.add_argument("--retry-skipped", action="store_true", help="retry records skipped before")
+
+
+@command("prepare", _prepare_args)
+def _prepare(args: argparse.Namespace) -> int:
+    """Filter, resample and epoch records into a memory-mapped store (resumable, parallel)."""
+    from .data.preprocess import Bandpass
+    from .data.store import prepare_store
+
+    spec = _sleep_preset(args).prepare
+    pipeline = spec.pipeline
+    if args.iir:
+        steps = [
+            Bandpass(**{**s.model_dump(), "method": "iir"}) if s.name == "bandpass" else s
+            for s in pipeline.steps
+        ]
+        pipeline = pipeline.model_copy(update={"steps": steps})
+    summary = prepare_store(
+        args.src, args.store, pipeline=pipeline, channels=spec.channels, dtype=args.dtype or spec.dtype,
+        jobs=args.jobs or spec.jobs, require_labels=args.require_labels, limit=args.limit,
+        retry_skipped=args.retry_skipped,
+    )  # fmt: skip
+    print(summary.format())
+    return 0
+
+
+def _splits_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    _preset_arg(p)
+    p.add_argument("--finetune", type=int, default=None, help="finetuning subjects")
+    p.add_argument("--test", type=int, default=None, help="held-out test subjects")
+    p.add_argument("--val", type=int, default=None, help="validation subjects")
+    p.add_argument("--pretrain", type=int, default=None, help="cap on pretraining subjects")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="splits file (default STORE/splits.json)")
+
+
+@command("splits", _splits_args)
+def _splits(args: argparse.Namespace) -> int:
+    """Seeded subject-level splits (pretrain / finetune / val / test), saved as JSON."""
+    from pathlib import Path
+
+    from .data.store import EpochStore
+    from .experiments.sleep import write_splits
+
+    spec = _sleep_preset(args).splits
+    for field, value in (("n_finetune", args.finetune), ("n_test", args.test), ("n_val", args.val),
+                         ("n_pretrain", args.pretrain), ("seed", args.seed)):  # fmt: skip
+        if value is not None:
+            setattr(spec, field, value)
+    out = Path(args.out or Path(args.store) / "splits.json")
+    splits = write_splits(EpochStore(args.store), spec, out)
+    print(f"{out}: " + ", ".join(f"{k} {len(v)} subjects" for k, v in splits.items()))
+    return 0
+
+
+def _train_args(p: argparse.ArgumentParser, split: str) -> None:
+    p.add_argument("--store", required=True, help="prepared store directory")
+    p.add_argument("--splits", default=None, help="splits file (default STORE/splits.json)")
+    p.add_argument("--split", default=split, help=f"which split to train on (default {split})")
+    _preset_arg(p)
+    p.add_argument(
+        "--config", default=None, help="a TrainConfig YAML/JSON (instead of the preset's section)"
+    )
+    p.add_argument(
+        "--out", required=True, help="run directory (checkpoints, metrics.jsonl, encoder)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. optim.epochs=5",
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="start afresh even if OUT has checkpoints"
+    )
+
+
+def _pretrain_args(p: argparse.ArgumentParser) -> None:
+    _train_args(p, "pretrain")
+    p.add_argument("--method", choices=["part", "part_grid"], default="part")
+
+
+def _load_train_config(
+    args: argparse.Namespace, section: str, method: str, init: str | None = None
+):
+    from .config import TrainConfig, _merge, load_config, parse_overrides
+    from .experiments.sleep import finetune_config, load_sleep_config, pretrain_config
+
+    if args.config:
+        cfg = load_config(args.config, TrainConfig)
+    else:
+        sleep = load_sleep_config(args.preset)
+        cfg = (
+            pretrain_config(sleep, method)
+            if section == "pretrain"
+            else finetune_config(sleep, method, init)
+        )
+    if args.set:
+        cfg = TrainConfig.model_validate(
+            _merge(cfg.model_dump(mode="json"), parse_overrides(args.set))
+        )
+    if init is not None:
+        cfg.finetune.init = init
+    return cfg
+
+
+def _dataset(args: argparse.Namespace, labelled: bool):
+    from pathlib import Path
+
+    from .data.store import EpochDataset, EpochStore, load_splits
+
+    store = EpochStore(args.store)
+    path = Path(args.splits or Path(args.store) / "splits.json")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"splits file {path} not found: run `relpos splits {args.store}` first"
+        )
+    splits = load_splits(path)
+    if args.split not in splits:
+        raise ValueError(f"split {args.split!r} not in {path}; it has {', '.join(splits)}")
+    return EpochDataset(store, splits[args.split], labelled_only=labelled)
+
+
+@command("pretrain", _pretrain_args)
+def _pretrain(args: argparse.Namespace) -> int:
+    """PART (or PART-grid) pretraining of a ViT-1D on a prepared store."""
+    from .experiments.sleep import run_pretrain
+
+    cfg = _load_train_config(args, "pretrain", args.method)
+    data = _dataset(args, labelled=False)
+    path, info = run_pretrain(cfg, data, _out(args))
+    print(f"pretrained encoder: {path}\n{info}")
+    return 0
+
+
+def _out(args: argparse.Namespace):
+    from pathlib import Path
+
+    out = Path(args.out)
+    if args.no_resume and (out / "checkpoints").exists():
+        raise FileExistsError(
+            f"{out} already holds checkpoints; choose another --out or drop --no-resume"
+        )
+    return out
+
+
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    _train_args(p, "finetune")
+    p.add_argument(
+        "--init", default=None, help="pretrained encoder: checkpoint or encoder.safetensors"
+    )
+    p.add_argument(
+        "--no-pos", action="store_true", help="no position embeddings (supervised w/o pos)"
+    )
+
+
+@command("finetune", _finetune_args)
+def _finetune(args: argparse.Namespace) -> int:
+    """Supervised finetuning on on-grid tokens (from scratch or from --init)."""
+    from .experiments.sleep import run_finetune
+
+    method = "supervised_nopos" if args.no_pos else ("part" if args.init else "supervised_pos")
+    cfg = _load_train_config(args, "finetune", method, init=args.init)
+    data = _dataset(args, labelled=True)
+    path, info = run_finetune(cfg, data, _out(args))
+    print(f"finetuned model: {path}\n{info}")
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a finetuned checkpoint (final.pt or checkpoints/ckpt-*.pt)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--splits", default=None)
+    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--out", default=None, help="write metrics.json, confusion.png, hypnogram.png here"
+    )
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--batch-size", type=int, default=512)
+
+
+@command("evaluate", _evaluate_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    """Cohen's kappa, accuracy, macro-F1, per-class F1 and confusion on held-out subjects."""
+    from pathlib import Path
+
+    from .experiments.sleep import evaluate_checkpoint
+    from .train.metrics import format_report
+
+    report = evaluate_checkpoint(
+        args.checkpoint, _dataset(args, labelled=True), Path(args.out) if args.out else None,
+        batch_size=args.batch_size, plots=not args.no_plots,
+    )  # fmt: skip
+    print(format_report(report))
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "what",
+        choices=["sleep", "image", "heads"],
+        help="sleep staging, images, or the head ablation",
+    )
+    p.add_argument("--out", default=None, help="output directory (default runs/demo-<what>)")
+    p.add_argument("--preset", default=None, help="preset name or file (default: the demo preset)")
+    p.add_argument(
+        "--data", default=None, help="sleep: a directory of real records instead of synthetic ones"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. pretrain.optim.epochs=2",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a tiny budget (seconds): checks the whole path"
+    )
+    p.add_argument("--no-progress", action="store_true")
+
+
+@command("demo", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    """End-to-end demos: `sleep` (PhysioNet-2018 format, kappa), `image` (MNIST-5k, accuracy),
+    `heads` (the relative-head ablation, paper Table 5)."""
+    from pathlib import Path
+
+    from .config import _merge, parse_overrides
+
+    out = Path(args.out or f"runs/demo-{args.what}")
+    overrides = parse_overrides(args.set)
+    if args.what == "sleep":
+        from .experiments.sleep import QUICK, load_sleep_config, run_demo
+
+        if args.quick:
+            overrides = _merge(QUICK, overrides)
+        cfg = load_sleep_config(args.preset or "physionet2018-demo", overrides)
+        res = run_demo(cfg, out, data_dir=args.data, progress=not args.no_progress)
+        print()
+        print(res["table"])
+        print(
+            f"\nresults: {out / 'results.json'}; plots: {out}/eval-*/confusion.png, hypnogram.png"
+        )
+        print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in res["timings_s"].items()))
+        return 0
+    from .experiments.images import QUICK as IQUICK
+    from .experiments.images import load_image_config, run_head_ablation, run_image_demo
+
+    if args.quick:
+        overrides = _merge(IQUICK, overrides)
+    cfg = load_image_config(args.preset or "mnist5k-demo", overrides)
+    run = run_head_ablation if args.what == "heads" else run_image_demo
+    res = run(cfg, out, progress=not args.no_progress)
+    print()
+    print(res["table"])
+    print(f"\nresults: {out}")
+    return 0
+
+
 # ---------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

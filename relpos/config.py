@@ -178,6 +178,7 @@ class FinetuneConfig(Base):
     num_classes: int = 5
     grid: GridConfig = GridConfig()
     pos_embed: Literal["none", "learned", "sincos"] = "learned"
+    pos_drop: float = 0.0  # fraction of tokens whose position encoding is dropped in training
     linear_probe: bool = False  # freeze the encoder, train only the classifier
     label_smoothing: float = 0.0
     class_balanced: bool = False  # weight the loss by inverse class frequency
@@ -253,6 +254,7 @@ def build_model(cfg: TrainConfig) -> PART | ViT:
         token_dim=m.token_dim,
         pos_embed=f.pos_embed,
         num_tokens=n if f.pos_embed == "learned" else None,
+        pos_drop=f.pos_drop,
         pos_unit=cfg.pretext.pos_unit,
         num_classes=f.num_classes,
     )

@@ -228,9 +228,7 @@ def _channel_indices(rec: RecordFiles, header: wfdb.Record, channels: Sequence[s
     names = list(header.sig_name)
     missing = [c for c in channels if c not in names]
     if missing:
-        raise RecordError(
-            f"{rec.header}: missing channel(s) {missing}; the header has {names}"
-        )
+        raise RecordError(f"{rec.header}: missing channel(s) {missing}; the header has {names}")
     return [names.index(c) for c in channels]
 
 
@@ -358,7 +356,8 @@ def _read_annotations(path: Path) -> tuple[np.ndarray, list[str], float | None]:
         raw = _ann.load_byte_pairs(str(path.with_suffix("")), path.suffix.lstrip("."), None)
         s_raw, store, _, _, _, aux = _ann.proc_ann_bytes(raw, None)
         zero = [
-            a for s, lab, a in zip(s_raw, store, aux)
+            a
+            for s, lab, a in zip(s_raw, store, aux)
             if int(s) == 0 and int(lab) == 22 and a and not a.startswith("## ")
         ]
     except Exception as e:  # pragma: no cover - wfdb internals changed

@@ -191,8 +191,13 @@ class Bandpass(_StepBase):
                 "iir_params": {"order": self.iir_order, "ftype": "butter", "output": "sos"},
             }
         y = mne.filter.filter_data(
-            np.asarray(x, dtype=np.float64), fs, self.l_freq, self.h_freq, n_jobs=1,
-            verbose=False, **kwargs,
+            np.asarray(x, dtype=np.float64),
+            fs,
+            self.l_freq,
+            self.h_freq,
+            n_jobs=1,
+            verbose=False,
+            **kwargs,
         )
         return y.astype(np.float32), fs
 
@@ -291,7 +296,9 @@ class Epochs(_StepBase):
         S = self.samples(fs)
         start = onset_seconds * fs
         if abs(start - round(start)) > 1e-6:
-            logger.warning("onset %.6f s is not on the %g Hz sample grid; rounded", onset_seconds, fs)
+            logger.warning(
+                "onset %.6f s is not on the %g Hz sample grid; rounded", onset_seconds, fs
+            )
         start = round(start)
         if start < 0:
             raise ValueError("negative onset")
@@ -503,8 +510,12 @@ def default_pipeline() -> Pipeline:
     """The paper's preprocessing: Bandpass(0.1, 30, FIR) -> Resample(100) -> Epochs(30) ->
     InstanceNorm (on load)."""
     return Pipeline(
-        steps=[Bandpass(l_freq=0.1, h_freq=30.0, method="fir"), Resample(sfreq=100.0),
-               Epochs(seconds=30.0), InstanceNorm()]
+        steps=[
+            Bandpass(l_freq=0.1, h_freq=30.0, method="fir"),
+            Resample(sfreq=100.0),
+            Epochs(seconds=30.0),
+            InstanceNorm(),
+        ]
     )
 
 
@@ -541,4 +552,3 @@ def drop_bad_epochs(
     if keep.all():
         return epochs, labels, keep, counts
     return epochs[keep], None if labels is None else labels[keep], keep, counts
-

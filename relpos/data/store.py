@@ -275,9 +275,7 @@ def _process_record(
         ep = pipeline.run(record.signal, record.fs, record.onset, n_lab, timings=timings)
         record.signal = np.empty((0, 0), np.float32)
         n = ep.epochs.shape[0]
-        labels = (
-            np.full(n, UNLABELLED, np.int8) if record.labels is None else record.labels[:n]
-        )
+        labels = np.full(n, UNLABELLED, np.int8) if record.labels is None else record.labels[:n]
         t0 = time.perf_counter()
         kept, labels, keep, dropped = drop_bad_epochs(ep.epochs, labels)
         timings["drop"] = time.perf_counter() - t0
@@ -317,8 +315,12 @@ def _process_record(
         with contextlib.suppress(FileNotFoundError):
             (root / "skipped" / f"{rid}.json").unlink()
         timings["write"] = time.perf_counter() - t0
-        return {"record_id": rid, "status": "done", "n_epochs": int(arr.shape[0]),
-                "timings": timings}
+        return {
+            "record_id": rid,
+            "status": "done",
+            "n_epochs": int(arr.shape[0]),
+            "timings": timings,
+        }
     except Exception as e:
         reason = str(e) if isinstance(e, RecordError) else f"{type(e).__name__}: {e}"
         if isinstance(e, RecordError):
@@ -428,7 +430,10 @@ def prepare_store(
                 todo.append(rec)
         logger.info(
             "%d records: %d to prepare, %d done, %d skipped before",
-            len(records), len(todo), summary.n_existing, summary.n_skipped_existing,
+            len(records),
+            len(todo),
+            summary.n_existing,
+            summary.n_skipped_existing,
         )
         pj = pipeline.model_dump_json()
         args = (str(root), pj, channels, dtype, require_labels)
@@ -497,8 +502,13 @@ def _run_pool(
                         collect({"record_id": rec.record_id, "status": "failed", "reason": msg})
             if broken:  # the remaining in-flight records are lost with the pool
                 for rec in inflight.values():
-                    collect({"record_id": rec.record_id, "status": "failed",
-                             "reason": "worker pool crashed"})
+                    collect(
+                        {
+                            "record_id": rec.record_id,
+                            "status": "failed",
+                            "reason": "worker pool crashed",
+                        }
+                    )
 
 
 def _store_totals(root: Path) -> dict[str, Any]:
@@ -664,8 +674,9 @@ class EpochStore:
         if len(shapes) > 1:
             detail = "; ".join(f"{k}: {v[:3]}" for k, v in shapes.items())
             raise StoreMismatchError(f"{self.root}: records have different epoch shapes: {detail}")
-        shape = next(iter(shapes), (len(self.config["channels"]),
-                                    int(self.config.get("epoch_samples") or 0)))
+        shape = next(
+            iter(shapes), (len(self.config["channels"]), int(self.config.get("epoch_samples") or 0))
+        )
         R = len(rids)
         offsets = np.zeros(R + 1, np.int64)
         offsets[1:] = np.cumsum(counts)
@@ -687,8 +698,10 @@ class EpochStore:
         return int(self.labels.shape[0])
 
     def __repr__(self) -> str:
-        return (f"EpochStore({str(self.root)!r}: {len(self.record_ids)} records, {len(self)} "
-                f"epochs of {self.epoch_shape}, {self.dtype})")
+        return (
+            f"EpochStore({str(self.root)!r}: {len(self.record_ids)} records, {len(self)} "
+            f"epochs of {self.epoch_shape}, {self.dtype})"
+        )
 
     @property
     def dtype(self) -> np.dtype:
@@ -724,7 +737,9 @@ class EpochStore:
             mm = np.load(path, mmap_mode="r", allow_pickle=False)
             n = self.offsets[r + 1] - self.offsets[r]
             if mm.shape != (n, *self.epoch_shape):
-                raise StoreMismatchError(f"{path}: shape {mm.shape}, index says {(n, *self.epoch_shape)}")
+                raise StoreMismatchError(
+                    f"{path}: shape {mm.shape}, index says {(n, *self.epoch_shape)}"
+                )
             self._mm[r] = mm
         return mm
 
@@ -833,9 +848,9 @@ class EpochDataset(Dataset):
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
-    def batch(self, positions: Sequence[int] | np.ndarray | torch.Tensor) -> tuple[
-        torch.Tensor, torch.Tensor, torch.Tensor
-    ]:
+    def batch(
+        self, positions: Sequence[int] | np.ndarray | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batch at dataset ``positions``: (x (n, C, S), labels (n,), subjects (n,))."""
         if isinstance(positions, torch.Tensor):
             positions = positions.numpy()
@@ -941,8 +956,11 @@ def make_loader(
         sampler: Any = RecordChunkSampler(dataset, batch_size, shuffle, seed, chunk_size, drop_last)
     else:
         g = torch.Generator().manual_seed(seed)
-        base = (torch.utils.data.RandomSampler(dataset, generator=g) if shuffle
-                else torch.utils.data.SequentialSampler(dataset))
+        base = (
+            torch.utils.data.RandomSampler(dataset, generator=g)
+            if shuffle
+            else torch.utils.data.SequentialSampler(dataset)
+        )
         sampler = torch.utils.data.BatchSampler(base, batch_size, drop_last)
     return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kwargs)
 
@@ -993,8 +1011,7 @@ def make_splits(
         for key in nz[:budget]:
             sizes[key] = min(max(1, math.floor(target[key])), req[key])
         while sum(sizes.values()) < budget:  # largest remainder, capped by the request
-            key = max((q for q in nz if 0 < sizes[q] < req[q]),
-                      key=lambda q: target[q] - sizes[q])
+            key = max((q for q in nz if 0 < sizes[q] < req[q]), key=lambda q: target[q] - sizes[q])
             sizes[key] += 1
         while sum(sizes.values()) > budget:
             key = max((q for q in reversed(nz) if sizes[q] > 1), key=lambda q: sizes[q])
