@@ -374,6 +374,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory (holds metrics.jsonl)")
+    p.add_argument("--no-plot", action="store_true", help="print only")
+
+
+@command("report", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    """Summarise a run's metrics.jsonl and plot loss, learning rate and throughput."""
+    from .train.report import format_summary, plot_metrics, summarize
+
+    print(format_summary(summarize(args.run_dir)))
+    if not args.no_plot:
+        try:
+            print(f"plot: {plot_metrics(args.run_dir)}")
+        except ImportError:
+            print("plot skipped: matplotlib missing (pip install relpos[plot])")
+    return 0
+
+
 # ---------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -112,7 +112,7 @@ def capture_rng(span_generator: torch.Generator | None = None) -> dict[str, Any]
 
 
 def restore_rng(state: dict[str, Any], span_generator: torch.Generator | None = None) -> None:
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
     np.random.set_state(  # noqa: NPY002
         (
@@ -126,9 +126,9 @@ def restore_rng(state: dict[str, Any], span_generator: torch.Generator | None = 
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
     if span_generator is not None and "spans" in state:
-        span_generator.set_state(state["spans"])
+        span_generator.set_state(state["spans"].cpu())
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -173,7 +173,7 @@ def fit(
     manager = CheckpointManager(ckpt_dir, keep=rt.keep_checkpoints)
     step, epoch, step_in_epoch, resumed_from = 0, 0, 0, None
     if resume:
-        found = manager.latest(map_location=device)
+        found = manager.latest(map_location="cpu")  # RNG states must stay on the CPU
         if found is not None:
             resumed_from, ck = found
             model.load_state_dict(ck["model"])
