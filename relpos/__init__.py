@@ -18,6 +18,7 @@ from .nn.vit import ViT, create_model, list_models, register_model, sincos_encod
 from .part import PART, PARTOutput
 from .samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
 from .spans import Spans, relative_targets, sample_pairs
+from .train.checkpoint import export_encoder, load_encoder, load_model
 
 __version__ = "0.1.0"
 
@@ -38,11 +39,14 @@ __all__ = [
     "__version__",
     "create_head",
     "create_model",
+    "export_encoder",
     "extract",
     "get_modality",
     "list_heads",
     "list_modalities",
     "list_models",
+    "load_encoder",
+    "load_model",
     "register_head",
     "register_modality",
     "register_model",

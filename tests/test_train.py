@@ -225,3 +225,15 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert resumed["step"] == clean["step"] == 18
     for k, v in clean["model"].items():
         torch.testing.assert_close(resumed["model"][k], v, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compile_option_matches_eager(tmp_path):
+    results = []
+    for compiled in (False, True):
+        cfg = tiny_config(max_steps=4)
+        cfg.runtime.compile = compiled
+        model, res = run(cfg, tmp_path / f"c{compiled}")
+        results.append((res.last_metrics["loss"], model.state_dict()))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-4)
+    assert list(results[0][1]) == list(results[1][1])  # checkpoints keep their parameter names

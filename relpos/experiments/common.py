@@ -15,30 +15,13 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import TrainConfig, build_model
 from ..extract import extract
 from ..nn.vit import ViT
-from ..train.checkpoint import load_checkpoint, load_encoder_weights
+from ..train.checkpoint import load_encoder, load_encoder_weights
 from ..train.loop import FitResult, fit
 from ..train.tasks import FinetuneTask, make_task, split_batch
 
 log = logging.getLogger(__name__)
 
 __all__ = ["build_finetune_model", "predict", "train"]
-
-
-def _encoder_state(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"pretrained encoder not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    ckpt = load_checkpoint(path)
-    state = ckpt.get("model")
-    if state is None:
-        raise ValueError(f"{path}: no model weights in this checkpoint")
-    if any(k.startswith("encoder.") for k in state):  # a PART checkpoint
-        return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-    return state
 
 
 def build_finetune_model(cfg: TrainConfig) -> ViT:
@@ -49,7 +32,8 @@ def build_finetune_model(cfg: TrainConfig) -> ViT:
     model = build_model(cfg)
     assert isinstance(model, ViT)
     if cfg.finetune.init:
-        load_encoder_weights(model, _encoder_state(cfg.finetune.init), source=cfg.finetune.init)
+        pretrained = load_encoder(cfg.finetune.init)
+        load_encoder_weights(model, pretrained.state_dict(), source=cfg.finetune.init)
         log.info("initialised the encoder from %s", cfg.finetune.init)
     return model
 
