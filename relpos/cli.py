@@ -96,6 +96,12 @@ def _sleep_preset(args: argparse.Namespace):
     return load_sleep_config(args.preset, parse_overrides(getattr(args, "set", None) or []))
 
 
+def _set_arg(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"override, e.g. {example}"
+    )
+
+
 def _preset_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset", default="physionet2018-demo", help="sleep preset name or YAML/JSON file"
@@ -180,13 +186,7 @@ def _train_args(p: argparse.ArgumentParser, split: str) -> None:
     p.add_argument(
         "--out", required=True, help="run directory (checkpoints, metrics.jsonl, encoder)"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. optim.epochs=5",
-    )
+    _set_arg(p, "optim.epochs=5")
     p.add_argument(
         "--no-resume", action="store_true", help="start afresh even if OUT has checkpoints"
     )
@@ -246,8 +246,15 @@ def _pretrain(args: argparse.Namespace) -> int:
     cfg = _load_train_config(args, "pretrain", args.method)
     data = _dataset(args, labelled=False)
     path, info = run_pretrain(cfg, data, _out(args))
-    print(f"pretrained encoder: {path}\n{info}")
+    if _is_rank0():
+        print(f"pretrained encoder: {path}\n{info}")
     return 0
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _out(args: argparse.Namespace):
@@ -280,7 +287,8 @@ def _finetune(args: argparse.Namespace) -> int:
     cfg = _load_train_config(args, "finetune", method, init=args.init)
     data = _dataset(args, labelled=True)
     path, info = run_finetune(cfg, data, _out(args))
-    print(f"finetuned model: {path}\n{info}")
+    if _is_rank0():
+        print(f"finetuned model: {path}\n{info}")
     return 0
 
 
@@ -323,13 +331,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", default=None, help="sleep: a directory of real records instead of synthetic ones"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. pretrain.optim.epochs=2",
-    )
+    _set_arg(p, "pretrain.optim.epochs=2")
     p.add_argument(
         "--quick", action="store_true", help="a tiny budget (seconds): checks the whole path"
     )

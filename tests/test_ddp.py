@@ -78,3 +78,42 @@ def test_ddp_pretraining_runs_and_learns_alike(tmp_path):
     late_two = sum(r["loss"] for r in two[-6:]) / 6
     assert late_two == pytest.approx(late_one, rel=0.25)
     assert all(r["samples_per_s"] > 0 for r in two)
+
+
+@pytest.mark.slow
+def test_torchrun_cli_pretrain_and_finetune(tmp_path):
+    """`torchrun -m relpos pretrain/finetune` on a prepared store: every rank finishes cleanly."""
+    from relpos.data.store import EpochStore, prepare_store
+    from relpos.data.synthetic import synthesize_dataset
+    from relpos.experiments.sleep import SplitSpec, write_splits
+
+    synthesize_dataset(tmp_path / "recs", 4, seed=0, max_hours=0.25, progress=False)
+    prepare_store(tmp_path / "recs", tmp_path / "store", progress=False)
+    write_splits(
+        EpochStore(tmp_path / "store"),
+        SplitSpec(n_finetune=1, n_test=1),
+        tmp_path / "store" / "splits.json",
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    small = ["--set", "optim.max_steps=2", "--set", "optim.batch_size=8", "--set", "encoder.dim=32",
+             "--set", "encoder.depth=1", "--set", "encoder.heads=2", "--set", "runtime.progress=false"]  # fmt: skip
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "relpos",
+    ]
+    store = ["--store", str(tmp_path / "store")]
+    subprocess.run(
+        [*launch, "pretrain", *store, *small, "--out", str(tmp_path / "pt")],
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    enc = tmp_path / "pt" / "encoder.safetensors"
+    subprocess.run([*launch, "finetune", *store, *small, "--init", str(enc), "--out", str(tmp_path / "ft")],
+                   env=env, check=True, timeout=300)  # fmt: skip
+    assert (tmp_path / "ft" / "final.pt").exists()

@@ -35,7 +35,14 @@ from .common import describe, predict, train
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUICK", "ImageConfig", "load_image_config", "pretext_eval", "run_head_ablation", "run_image_demo"]
+__all__ = [
+    "QUICK",
+    "ImageConfig",
+    "load_image_config",
+    "pretext_eval",
+    "run_head_ablation",
+    "run_image_demo",
+]
 
 PretrainMethod = Literal["part", "part_grid", "part_scale"]
 METHOD_LABELS = {
@@ -85,7 +92,13 @@ class ImageConfig(Base):
     dataset: DatasetSpec = DatasetSpec()
     label_budgets: list[int] = Field(default_factory=lambda: [10, 50])
     methods: list[str] = Field(
-        default_factory=lambda: ["part", "part_grid", "part_scale", "supervised_pos", "supervised_nopos"]
+        default_factory=lambda: [
+            "part",
+            "part_grid",
+            "part_scale",
+            "supervised_pos",
+            "supervised_nopos",
+        ]
     )
     linear_probe: list[PretrainMethod] = Field(default_factory=lambda: ["part", "part_grid"])
     pretrain: TrainConfig
@@ -142,7 +155,9 @@ def pretrain_config(cfg: ImageConfig, method: str, modality: dict[str, Any]) -> 
         if cfg.scale_sampler is None:
             t = pt.modality.token_shape
             pt.pretext.sampler = BoxesConfig(
-                count=pt.pretext.sampler.count, height=(t[0] / 2, 2.0 * t[0]), width=(t[1] / 2, 2.0 * t[1])
+                count=pt.pretext.sampler.count,
+                height=(t[0] / 2, 2.0 * t[0]),
+                width=(t[1] / 2, 2.0 * t[1]),
             )
         else:
             pt.pretext.sampler = cfg.scale_sampler.model_copy()
@@ -153,7 +168,12 @@ def pretrain_config(cfg: ImageConfig, method: str, modality: dict[str, Any]) -> 
 
 
 def finetune_config(
-    cfg: ImageConfig, method: str, n_labelled: int, modality: dict[str, Any], init: Path | None, probe: bool
+    cfg: ImageConfig,
+    method: str,
+    n_labelled: int,
+    modality: dict[str, Any],
+    init: Path | None,
+    probe: bool,
 ) -> TrainConfig:
     ft = cfg.finetune.model_copy(deep=True)
     ft.task = "finetune"
@@ -194,10 +214,16 @@ def pretext_eval(
 
 def _accuracy(model, cfg: TrainConfig, data) -> float:
     pred = predict(model, cfg, data, batch_size=512)
-    return float(classification_report(pred["label"], pred["pred"], [str(i) for i in range(pred["prob"].shape[1])])["accuracy"])
+    return float(
+        classification_report(
+            pred["label"], pred["pred"], [str(i) for i in range(pred["prob"].shape[1])]
+        )["accuracy"]
+    )
 
 
-def _figures(model: PART, cfg: TrainConfig, images: torch.Tensor, out: Path, seed: int) -> dict[str, Any]:
+def _figures(
+    model: PART, cfg: TrainConfig, images: torch.Tensor, out: Path, seed: int
+) -> dict[str, Any]:
     """Reconstruction, patch uncertainty and symmetry of one held-out image, as PNGs."""
     from ..analysis import (
         negative_symmetry_score,
@@ -219,11 +245,21 @@ def _figures(model: PART, cfg: TrainConfig, images: torch.Tensor, out: Path, see
     tokens = extract(x, spans, tuple(cfg.modality.token_shape))
     pred = predict_all_pairs(model, tokens, spans)[0]
     out.mkdir(parents=True, exist_ok=True)
-    rec = reconstruct(tokens[0], spans, pred, reference=0, extent=tuple(x.shape[2:]), scale=cfg.pretext.scale, image=x[0])
+    rec = reconstruct(
+        tokens[0],
+        spans,
+        pred,
+        reference=0,
+        extent=tuple(x.shape[2:]),
+        scale=cfg.pretext.scale,
+        image=x[0],
+    )
     plot_reconstruction(rec, path=out / "reconstruction.png")
     unc = uncertainty_all(pred, spans)
     target = int(unc.argmin())
-    plot_uncertainty(patch_uncertainty(pred, spans, target), image=x[0], path=out / "uncertainty.png")
+    plot_uncertainty(
+        patch_uncertainty(pred, spans, target), image=x[0], path=out / "uncertainty.png"
+    )
     mats = symmetry_matrices(pred, spans)
     plot_symmetry(mats, path=out / "symmetry.png")
     return {
@@ -231,7 +267,9 @@ def _figures(model: PART, cfg: TrainConfig, images: torch.Tensor, out: Path, see
         "placement_error_px": float(rec.placement_error_samples),
         "negative_symmetry_score": float(negative_symmetry_score(pred, spans)),
         "uncertainty_median": float(unc.median()),
-        "figures": [str(out / n) for n in ("reconstruction.png", "uncertainty.png", "symmetry.png")],
+        "figures": [
+            str(out / n) for n in ("reconstruction.png", "uncertainty.png", "symmetry.png")
+        ],
     }
 
 
@@ -248,9 +286,13 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     c, h, w = x_train.shape[1:]
     modality = {"channels": int(c), "extent": [int(h), int(w)]}
     test_data = TensorDataset(x_test, test_ds.labels)
-    print(f"{used}: {len(train_ds)} train (unlabelled for pretraining), {len(test_ds)} test images of {c}x{h}x{w}")
+    print(
+        f"{used}: {len(train_ds)} train (unlabelled for pretraining), {len(test_ds)} test images of {c}x{h}x{w}"
+    )
 
-    pretrain_methods = [m for m in ("part", "part_grid", "part_scale") if m in cfg.methods or m in cfg.linear_probe]
+    pretrain_methods = [
+        m for m in ("part", "part_grid", "part_scale") if m in cfg.methods or m in cfg.linear_probe
+    ]
     encoders: dict[str, Path] = {}
     pretext: dict[str, dict[str, float]] = {}
     runs: dict[str, Any] = {}
@@ -262,7 +304,9 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
         runs[f"pretrain-{method}"] = describe(result)
         pretext[method] = pretext_eval(model, pt, x_test, seed=cfg.dataset.seed)
         if cfg.figures and method in ("part", "part_scale"):
-            analysis[method] = _figures(model, pt, x_test, out / f"figures-{method}", cfg.dataset.seed)
+            analysis[method] = _figures(
+                model, pt, x_test, out / f"figures-{method}", cfg.dataset.seed
+            )
 
     augment = make_augment(cfg.augment) if cfg.augment else None
     accuracy: dict[str, dict[int, float]] = {}
@@ -272,8 +316,13 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
         labelled = TensorDataset(x_train[idx], train_ds.labels[idx])
         for method, probe in rows:
             key = f"{method}+linear_probe" if probe else method
-            ft = _quiet(finetune_config(cfg, method, len(idx), modality, encoders.get(method), probe), progress)
-            model, result = train(ft, labelled, out / f"finetune-{key}-{per_class}", augment=augment)
+            ft = _quiet(
+                finetune_config(cfg, method, len(idx), modality, encoders.get(method), probe),
+                progress,
+            )
+            model, result = train(
+                ft, labelled, out / f"finetune-{key}-{per_class}", augment=augment
+            )
             runs[f"finetune-{key}-{per_class}"] = describe(result)
             accuracy.setdefault(key, {})[per_class] = _accuracy(model, ft, test_data)
     table = format_table(accuracy, pretext, cfg.label_budgets, used)
@@ -293,16 +342,24 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
 
 
 def format_table(
-    accuracy: dict[str, dict[int, float]], pretext: dict[str, dict[str, float]], budgets: list[int], dataset: str
+    accuracy: dict[str, dict[int, float]],
+    pretext: dict[str, dict[str, float]],
+    budgets: list[int],
+    dataset: str,
 ) -> str:
-    lines = [f"{dataset}: test accuracy by labels per class", f"{'method':<52}" + "".join(f"{b:>8}" for b in budgets)]
+    lines = [
+        f"{dataset}: test accuracy by labels per class",
+        f"{'method':<52}" + "".join(f"{b:>8}" for b in budgets),
+    ]
     for key, acc in accuracy.items():
         method, _, probe = key.partition("+")
         label = METHOD_LABELS.get(method, method) + (" (linear probe)" if probe else "")
         lines.append(f"{label:<52}" + "".join(f"{acc.get(b, float('nan')):>8.3f}" for b in budgets))
     if pretext:
         lines.append("")
-        lines.append("pretext on held-out images: Euclidean error of the translation (reference-size units)")
+        lines.append(
+            "pretext on held-out images: Euclidean error of the translation (reference-size units)"
+        )
         for method, e in pretext.items():
             lines.append(
                 f"{METHOD_LABELS.get(method, method):<52}{e['euclidean']:>8.3f}   predict-zero {e['baseline_euclidean']:.3f}"
@@ -311,7 +368,9 @@ def format_table(
 
 
 # ---------------------------------------------------------------------- head ablation
-def run_head_ablation(cfg: ImageConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+def run_head_ablation(
+    cfg: ImageConfig, out: str | Path, *, progress: bool = True
+) -> dict[str, Any]:
     """Pretrain with each relative head on the same data and budget; report pretext errors
     (x, y, Euclidean) and the downstream accuracy of finetuning (paper Table 5)."""
     out = Path(out)
@@ -330,7 +389,9 @@ def run_head_ablation(cfg: ImageConfig, out: str | Path, *, progress: bool = Tru
         pt.pretext.head = head
         model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{head}")
         err = pretext_eval(model, pt, x_test, seed=cfg.dataset.seed)
-        ft = _quiet(finetune_config(cfg, "part", len(idx), modality, result.encoder_path, False), progress)
+        ft = _quiet(
+            finetune_config(cfg, "part", len(idx), modality, result.encoder_path, False), progress
+        )
         clf, _ = train(ft, labelled, out / f"finetune-{head}", augment=augment)
         rows[head] = {
             "x": err["x"],
@@ -359,4 +420,3 @@ def run_head_ablation(cfg: ImageConfig, out: str | Path, *, progress: bool = Tru
 def _quiet(cfg: TrainConfig, progress: bool) -> TrainConfig:
     cfg.runtime.progress = cfg.runtime.progress and progress
     return cfg
-

@@ -334,16 +334,14 @@ def fit(
                 )
         save(step)
 
-    final = encoder_path = None
+    final, encoder_path = out / "final.pt", out / "encoder.safetensors"
     if dist.is_main:
-        final = atomic_save(
+        atomic_save(
             {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "step": step},
-            out / "final.pt",
+            final,
         )
-        encoder_path = export_encoder(
-            model, out / "encoder.safetensors", extra={"modality": cfg.modality.model_dump()}
-        )
-    D.barrier()
+        export_encoder(model, encoder_path, extra={"modality": cfg.modality.model_dump()})
+    D.barrier()  # every rank returns the paths once rank 0 has written them
     return FitResult(
         out_dir=out,
         steps=step,
