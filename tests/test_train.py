@@ -76,6 +76,12 @@ def test_epoch_sampler_resumes_and_shards():
     assert not set(orders[0]) & set(orders[1])
     # per-record sharding: no record is split between ranks
     assert not {int(groups[i]) for i in orders[0]} & {int(groups[i]) for i in orders[1]}
+    # fewer records than two per rank: contiguous chunks are dealt out, no rank is starved
+    one = [
+        list(EpochSampler(26, seed=0, rank=r, world_size=2, groups=[0] * 26, chunk=32))
+        for r in range(2)
+    ]
+    assert len(one[0]) == len(one[1]) >= 10 and not set(one[0]) & set(one[1])
 
 
 def test_fit_writes_metrics_checkpoints_and_encoder(tmp_path):

@@ -194,7 +194,6 @@ def evaluate_checkpoint(
     *,
     batch_size: int = 512,
     plots: bool = True,
-    title: str = "",
 ) -> dict[str, Any]:
     """Kappa, accuracy, macro-F1, per-class F1 and confusion of a finetuned checkpoint on
     ``data``; with ``out``: ``metrics.json``, ``confusion.png`` and ``hypnogram.png`` (one
@@ -217,12 +216,12 @@ def evaluate_checkpoint(
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         if plots:
-            _plots(report, pred, data, out, title)
+            _plots(report, pred, data, out)
     return report
 
 
 def _plots(
-    report: dict[str, Any], pred: dict[str, np.ndarray], data: EpochDataset, out: Path, title: str
+    report: dict[str, Any], pred: dict[str, np.ndarray], data: EpochDataset, out: Path
 ) -> None:
     try:
         from ..analysis.plots import plot_confusion, plot_hypnogram
@@ -237,7 +236,6 @@ def _plots(
         pred["label"][m][order], pred["pred"][m][order], STAGES, path=out / "hypnogram.png"
     )
     report["hypnogram_subject"] = str(np.asarray(data.store.subjects)[first])
-    _ = title
 
 
 # ---------------------------------------------------------------------- the whole experiment
@@ -337,7 +335,6 @@ def run_demo(
             data["test"],
             out / f"eval-{method}",
             batch_size=cfg.eval_batch_size,
-            title=METHOD_LABELS[method],
         )
     timings["total"] = time.perf_counter() - t0
     table = format_table(results, cfg.finetune.runtime.seed)

@@ -26,7 +26,8 @@ class EpochSampler(Sampler[int]):
         shuffle: permute (else keep order).
         rank, world_size: this rank's share (all ranks get the same length).
         groups: optional ``(n,)`` group id per example (record); enables chunked shuffling and
-            per-group sharding.
+            per-record sharding (whole records per rank when there are at least two per rank,
+            else the contiguous chunks are dealt out).
         chunk: examples per contiguous chunk when ``groups`` is given.
     """
 
@@ -64,14 +65,34 @@ class EpochSampler(Sampler[int]):
         members = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(ids)))])
         gorder = rng.permutation(len(ids)) if self.shuffle else np.arange(len(ids))
-        # greedy balance: next group to the rank with the fewest examples so far
-        loads = np.zeros(self.world_size, dtype=np.int64)
+        # contiguous chunks of each group (record), groups in shuffled order
+        per_group = [
+            np.array_split(idx, max(1, -(-len(idx) // self.chunk)))
+            for idx in (members[bounds[g] : bounds[g + 1]] for g in gorder)
+        ]
         shares: list[list[np.ndarray]] = [[] for _ in range(self.world_size)]
-        for g in gorder:
-            r = int(np.argmin(loads))
-            idx = members[bounds[g] : bounds[g + 1]]
-            shares[r].extend(np.array_split(idx, max(1, -(-len(idx) // self.chunk))))
-            loads[r] += len(idx)
+        if len(ids) >= 2 * self.world_size:
+            # whole records per rank, greedily balanced: each rank reads its own files
+            loads = np.zeros(self.world_size, dtype=np.int64)
+            for chunks in per_group:
+                r = int(np.argmin(loads))
+                shares[r].extend(chunks)
+                loads[r] += sum(len(c) for c in chunks)
+        else:
+            # too few records to share out whole: deal out contiguous chunks, small enough
+            # that every rank gets several
+            size = max(1, min(self.chunk, self.n // (4 * self.world_size)))
+            flat = [
+                c
+                for chunks in per_group
+                for c in np.array_split(
+                    np.concatenate(chunks), max(1, -(-sum(map(len, chunks)) // size))
+                )
+            ]
+            if self.shuffle:
+                flat = [flat[i] for i in rng.permutation(len(flat))]
+            for i, c in enumerate(flat):
+                shares[i % self.world_size].append(c)
         out = []
         for chunks in shares:
             if self.shuffle and chunks:
