@@ -21,7 +21,7 @@ from ..train.tasks import FinetuneTask, make_task, split_batch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_finetune_model", "predict", "train"]
+__all__ = ["build_finetune_model", "predict", "quiet", "train"]
 
 
 def build_finetune_model(cfg: TrainConfig) -> ViT:
@@ -115,3 +115,10 @@ def describe(result: FitResult) -> dict[str, Any]:
         "samples_per_s": result.samples_per_s,
         **{f"last_{k}": v for k, v in result.last_metrics.items()},
     }
+
+
+def quiet(cfg: TrainConfig, progress: bool) -> TrainConfig:
+    """A copy of ``cfg`` with progress bars off unless both it and ``progress`` want them."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.runtime.progress = cfg.runtime.progress and progress
+    return cfg

@@ -31,7 +31,7 @@ from ..data.images import (
 from ..extract import extract
 from ..part import PART
 from ..train.metrics import classification_report
-from .common import describe, predict, train
+from .common import describe, predict, quiet, train
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     runs: dict[str, Any] = {}
     analysis: dict[str, Any] = {}
     for method in pretrain_methods:
-        pt = _quiet(pretrain_config(cfg, method, modality), progress)
+        pt = quiet(pretrain_config(cfg, method, modality), progress)
         model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{method}")
         encoders[method] = result.encoder_path
         runs[f"pretrain-{method}"] = describe(result)
@@ -316,7 +316,7 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
         labelled = TensorDataset(x_train[idx], train_ds.labels[idx])
         for method, probe in rows:
             key = f"{method}+linear_probe" if probe else method
-            ft = _quiet(
+            ft = quiet(
                 finetune_config(cfg, method, len(idx), modality, encoders.get(method), probe),
                 progress,
             )
@@ -385,11 +385,11 @@ def run_head_ablation(
     augment = make_augment(cfg.augment) if cfg.augment else None
     rows: dict[str, dict[str, float]] = {}
     for head in cfg.heads:
-        pt = _quiet(pretrain_config(cfg, "part", modality), progress)
+        pt = quiet(pretrain_config(cfg, "part", modality), progress)
         pt.pretext.head = head
         model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{head}")
         err = pretext_eval(model, pt, x_test, seed=cfg.dataset.seed)
-        ft = _quiet(
+        ft = quiet(
             finetune_config(cfg, "part", len(idx), modality, result.encoder_path, False), progress
         )
         clf, _ = train(ft, labelled, out / f"finetune-{head}", augment=augment)
@@ -415,8 +415,3 @@ def run_head_ablation(
     out.mkdir(parents=True, exist_ok=True)
     (out / "heads.json").write_text(json.dumps(res, indent=2))
     return res
-
-
-def _quiet(cfg: TrainConfig, progress: bool) -> TrainConfig:
-    cfg.runtime.progress = cfg.runtime.progress and progress
-    return cfg

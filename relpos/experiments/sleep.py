@@ -29,7 +29,7 @@ from ..data.store import (
 )
 from ..train.checkpoint import load_model
 from ..train.metrics import classification_report
-from .common import describe, predict, train
+from .common import describe, predict, quiet, train
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def run_demo(
         if method in cfg.methods:
             t = time.perf_counter()
             encoders[method], runs[f"pretrain-{method}"] = run_pretrain(
-                _quiet(pretrain_config(cfg, method), progress),
+                quiet(pretrain_config(cfg, method), progress),
                 data["pretrain"],
                 out / f"pretrain-{method}",
             )
@@ -325,7 +325,7 @@ def run_demo(
     results: dict[str, dict[str, Any]] = {}
     for method in cfg.methods:
         t = time.perf_counter()
-        ft = _quiet(finetune_config(cfg, method, encoders.get(method)), progress)
+        ft = quiet(finetune_config(cfg, method, encoders.get(method)), progress)
         ckpt, runs[f"finetune-{method}"] = run_finetune(
             ft, data["finetune"], out / f"finetune-{method}"
         )
@@ -352,9 +352,3 @@ def run_demo(
     }
     (out / "results.json").write_text(json.dumps(summary_out, indent=2))
     return summary_out
-
-
-def _quiet(cfg: TrainConfig, progress: bool) -> TrainConfig:
-    cfg = cfg.model_copy(deep=True)
-    cfg.runtime.progress = cfg.runtime.progress and progress
-    return cfg
