@@ -3,9 +3,12 @@
 The spine is modality-agnostic: ``sampler -> extract -> ViT -> relative head -> MSE``.
 """
 
-from .extract import extract
-from .modalities import Modality, get_modality, list_modalities, register_modality
-from .nn.heads import (
+from relpos.core.extract import extract
+from relpos.core.modality import Modality, get_modality, list_modalities, register_modality
+from relpos.core.part import PART, PARTOutput
+from relpos.core.samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
+from relpos.core.spans import Spans, relative_targets, sample_pairs
+from relpos.nn.heads import (
     CrossAttentionHead,
     MLPHead,
     PairwiseMLPHead,
@@ -14,11 +17,8 @@ from .nn.heads import (
     list_heads,
     register_head,
 )
-from .nn.vit import ViT, create_model, list_models, register_model, sincos_encoding
-from .part import PART, PARTOutput
-from .samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
-from .spans import Spans, relative_targets, sample_pairs
-from .train.checkpoint import export_encoder, load_encoder, load_model
+from relpos.nn.vit import ViT, create_model, list_models, register_model, sincos_encoding
+from relpos.train.checkpoint import export_encoder, load_encoder, load_model
 
 __version__ = "0.1.0"
 

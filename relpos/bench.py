@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .extract import extract
-from .nn.heads import CrossAttentionHead
-from .nn.vit import ViT
-from .part import PART
-from .samplers import RandomBoxes, RandomWindows, SpanSampler
-from .spans import Spans
+from relpos.core.extract import extract
+from relpos.core.part import PART
+from relpos.core.samplers import RandomBoxes, RandomWindows, SpanSampler
+from relpos.core.spans import Spans
+from relpos.nn.heads import CrossAttentionHead
+from relpos.nn.vit import ViT
 
 __all__ = ["BenchResult", "loop_extract", "run"]
 

@@ -34,7 +34,7 @@ def _bench(args: argparse.Namespace) -> int:
     """Side-by-side speed ratios: extract vs loop, extract vs clone, PART vs encoder step."""
     import torch
 
-    from .bench import format_results, run
+    from relpos.bench import format_results, run
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device or 'auto'}"
@@ -50,7 +50,7 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 @command("models", _models_args)
 def _models(args: argparse.Namespace) -> int:
     """List the encoder presets with their parameter counts."""
-    from .nn.vit import _PRESETS, count_parameters, create_model
+    from relpos.nn.vit import _PRESETS, count_parameters, create_model
 
     print(f"{'preset':<14} {'token_dim':>9} {'dim':>5} {'depth':>5} {'heads':>5} {'params':>12}")
     for name in sorted(_PRESETS):
@@ -79,7 +79,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 @command("synth", _synth_args)
 def _synth(args: argparse.Namespace) -> int:
     """Write synthetic PSG records in the PhysioNet/CinC 2018 format (.hea/.mat/.arousal)."""
-    from .data.synthetic import synthesize_dataset
+    from relpos.sleep.synthetic import synthesize_dataset
 
     paths = synthesize_dataset(
         args.out, args.records, seed=args.seed, max_hours=args.max_hours, layout=args.layout,
@@ -90,8 +90,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _sleep_preset(args: argparse.Namespace):
-    from .config import parse_overrides
-    from .experiments.sleep import load_sleep_config
+    from relpos.sleep.experiment import load_sleep_config
+    from relpos.train.config import parse_overrides
 
     return load_sleep_config(args.preset, parse_overrides(getattr(args, "set", None) or []))
 
@@ -125,8 +125,8 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
 @command("prepare", _prepare_args)
 def _prepare(args: argparse.Namespace) -> int:
     """Filter, resample and epoch records into a memory-mapped store (resumable, parallel)."""
-    from .data.preprocess import Bandpass
-    from .data.store import prepare_store
+    from relpos.sleep.preprocess import Bandpass
+    from relpos.sleep.store import prepare_store
 
     spec = _sleep_preset(args).prepare
     pipeline = spec.pipeline
@@ -161,8 +161,8 @@ def _splits(args: argparse.Namespace) -> int:
     """Seeded subject-level splits (pretrain / finetune / val / test), saved as JSON."""
     from pathlib import Path
 
-    from .data.store import EpochStore
-    from .experiments.sleep import write_splits
+    from relpos.sleep.experiment import write_splits
+    from relpos.sleep.store import EpochStore
 
     spec = _sleep_preset(args).splits
     for field, value in (("n_finetune", args.finetune), ("n_test", args.test), ("n_val", args.val),
@@ -200,8 +200,8 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
 def _load_train_config(
     args: argparse.Namespace, section: str, method: str, init: str | None = None
 ):
-    from .config import TrainConfig, _merge, load_config, parse_overrides
-    from .experiments.sleep import finetune_config, load_sleep_config, pretrain_config
+    from relpos.sleep.experiment import finetune_config, load_sleep_config, pretrain_config
+    from relpos.train.config import TrainConfig, _merge, load_config, parse_overrides
 
     if args.config:
         cfg = load_config(args.config, TrainConfig)
@@ -224,7 +224,7 @@ def _load_train_config(
 def _dataset(args: argparse.Namespace, labelled: bool):
     from pathlib import Path
 
-    from .data.store import EpochDataset, EpochStore, load_splits
+    from relpos.sleep.store import EpochDataset, EpochStore, load_splits
 
     store = EpochStore(args.store)
     path = Path(args.splits or Path(args.store) / "splits.json")
@@ -241,7 +241,7 @@ def _dataset(args: argparse.Namespace, labelled: bool):
 @command("pretrain", _pretrain_args)
 def _pretrain(args: argparse.Namespace) -> int:
     """PART (or PART-grid) pretraining of a ViT-1D on a prepared store."""
-    from .experiments.sleep import run_pretrain
+    from relpos.sleep.experiment import run_pretrain
 
     cfg = _load_train_config(args, "pretrain", args.method)
     data = _dataset(args, labelled=False)
@@ -281,7 +281,7 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
 @command("finetune", _finetune_args)
 def _finetune(args: argparse.Namespace) -> int:
     """Supervised finetuning on on-grid tokens (from scratch or from --init)."""
-    from .experiments.sleep import run_finetune
+    from relpos.sleep.experiment import run_finetune
 
     method = "supervised_nopos" if args.no_pos else ("part" if args.init else "supervised_pos")
     cfg = _load_train_config(args, "finetune", method, init=args.init)
@@ -309,8 +309,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     """Cohen's kappa, accuracy, macro-F1, per-class F1 and confusion on held-out subjects."""
     from pathlib import Path
 
-    from .experiments.sleep import evaluate_checkpoint
-    from .train.metrics import format_report
+    from relpos.sleep.experiment import evaluate_checkpoint
+    from relpos.train.metrics import format_report
 
     report = evaluate_checkpoint(
         args.checkpoint, _dataset(args, labelled=True), Path(args.out) if args.out else None,
@@ -344,12 +344,12 @@ def _demo(args: argparse.Namespace) -> int:
     `heads` (the relative-head ablation, paper Table 5)."""
     from pathlib import Path
 
-    from .config import _merge, parse_overrides
+    from relpos.train.config import _merge, parse_overrides
 
     out = Path(args.out or f"runs/demo-{args.what}")
     overrides = parse_overrides(args.set)
     if args.what == "sleep":
-        from .experiments.sleep import QUICK, load_sleep_config, run_demo
+        from relpos.sleep.experiment import QUICK, load_sleep_config, run_demo
 
         if args.quick:
             overrides = _merge(QUICK, overrides)
@@ -362,8 +362,8 @@ def _demo(args: argparse.Namespace) -> int:
         )
         print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in res["timings_s"].items()))
         return 0
-    from .experiments.images import QUICK as IQUICK
-    from .experiments.images import load_image_config, run_head_ablation, run_image_demo
+    from relpos.vision.experiment import QUICK as IQUICK
+    from relpos.vision.experiment import load_image_config, run_head_ablation, run_image_demo
 
     if args.quick:
         overrides = _merge(IQUICK, overrides)
@@ -384,7 +384,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 @command("report", _report_args)
 def _report(args: argparse.Namespace) -> int:
     """Summarise a run's metrics.jsonl and plot loss, learning rate and throughput."""
-    from .train.report import format_summary, plot_metrics, summarize
+    from relpos.train.report import format_summary, plot_metrics, summarize
 
     print(format_summary(summarize(args.run_dir)))
     if not args.no_plot:

@@ -5,7 +5,7 @@ span axes; :mod:`relpos.analysis.plots` draws them (matplotlib is imported only 
 function runs).
 """
 
-from .capabilities import (
+from relpos.analysis.capabilities import (
     ReconstructionResult,
     RelativePredictor,
     UncertaintyResult,
@@ -21,7 +21,7 @@ from .capabilities import (
     true_all_pairs,
     uncertainty_all,
 )
-from .plots import (
+from relpos.analysis.plots import (
     STAGE_ORDER,
     plot_confusion,
     plot_hypnogram,

@@ -1,12 +1,12 @@
 """PART's capabilities (paper section 5.1) as functions returning tensors.
 
 Everything here uses only spans and relative predictions, so it works for any number of axes
-``D`` (1D signals, 2D images; pasting supports D <= 3). Conventions (as :mod:`relpos.spans`):
+``D`` (1D signals, 2D images; pasting supports D <= 3). Conventions (as :mod:`relpos.core.spans`):
 
 - ``pred_rel[i, j]`` is the prediction for the pair (reference ``i``, target ``j``): the first
   ``D`` components are ``(c_j - c_i) / s_i`` per axis, optionally followed by ``D`` size terms
   ``s_j / s_i`` (``scale="ratio"``) or ``log(s_j / s_i)`` (``scale="log"``).
-- spans of one example are a :class:`~relpos.spans.Spans` with batch 1, centres and sizes in
+- spans of one example are a :class:`~relpos.core.spans.Spans` with batch 1, centres and sizes in
   input samples.
 - devices may differ (e.g. predictions on CUDA, spans on CPU): geometry is computed on the
   spans' device, pasting on the tokens' device. Nothing here tracks gradients that matter:
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..spans import Scale, Spans, axis_names, relative_targets
+from relpos.core.spans import Scale, Spans, axis_names, relative_targets
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def predict_all_pairs(
     and correct for any model, at the cost of repeated encoder passes for very large N).
 
     Args:
-        model: e.g. :class:`~relpos.part.PART`.
+        model: e.g. :class:`~relpos.core.part.PART`.
         tokens: ``(B, N, C, *token_shape)``.
         spans: ``(B, N, D)`` spans of the tokens (passed through to the encoder, e.g. for
             position encodings; PART ignores them with ``pos_embed="none"``).

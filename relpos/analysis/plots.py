@@ -1,7 +1,7 @@
 """Plots of PART's capabilities and of classification results (matplotlib, imported lazily).
 
 Image panels are drawn in span coordinates: sample ``i`` covers ``[i, i + 1)``, so spans,
-centres and placements are drawn exactly where :mod:`relpos.spans` puts them.
+centres and placements are drawn exactly where :mod:`relpos.core.spans` puts them.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state, Agg
 rendering, safe in scripts, threads and headless machines). Every function returns the
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import Tensor
 
-from .capabilities import ReconstructionResult, UncertaintyResult
+from relpos.analysis.capabilities import ReconstructionResult, UncertaintyResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..spans import gather_tokens
+from relpos.core.spans import gather_tokens
 
 __all__ = [
     "CrossAttentionHead",

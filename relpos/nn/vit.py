@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..spans import Spans
+from relpos.core.spans import Spans
 
 __all__ = [
     "ViT",

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig, build_model
-from ..nn.vit import ViT
+from relpos.nn.vit import ViT
+from relpos.train.config import TrainConfig, build_model
 
 log = logging.getLogger(__name__)
 

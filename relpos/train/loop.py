@@ -33,9 +33,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig, save_config
-from . import distributed as D
-from .checkpoint import (
+from relpos.train import distributed as D
+from relpos.train.checkpoint import (
     CheckpointManager,
     atomic_save,
     capture_rng,
@@ -44,8 +43,9 @@ from .checkpoint import (
     export_encoder,
     restore_rng,
 )
-from .sampling import EpochSampler
-from .tasks import Task
+from relpos.train.config import TrainConfig, save_config
+from relpos.train.order import EpochSampler
+from relpos.train.tasks import Task
 
 log = logging.getLogger(__name__)
 

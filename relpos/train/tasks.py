@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import TrainConfig
-from ..extract import extract
-from ..samplers import SpanSampler
+from relpos.core.extract import extract
+from relpos.core.samplers import SpanSampler
+from relpos.train.config import TrainConfig
 
 __all__ = ["FinetuneTask", "PretrainTask", "Task", "make_task", "split_batch"]
 

@@ -1,0 +1,354 @@
+"""Sleep staging on PhysioNet/CinC 2018: records -> prepared store -> subject splits -> PART (and
+PART-grid) pretraining -> finetuning -> Cohen's kappa on held-out subjects, against supervised
+baselines with and without position embeddings. ``relpos demo sleep`` runs it all on synthetic
+records in the official format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from relpos.sleep.physionet2018 import EEG_CHANNELS, STAGES
+from relpos.sleep.preprocess import Pipeline, default_pipeline
+from relpos.sleep.store import (
+    EpochDataset,
+    EpochStore,
+    load_splits,
+    make_splits,
+    prepare_store,
+    save_splits,
+)
+from relpos.train.api import describe, predict, quiet, train
+from relpos.train.checkpoint import load_model
+from relpos.train.config import Base, GridConfig, TrainConfig, load_preset
+from relpos.train.metrics import classification_report
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METHODS",
+    "SleepConfig",
+    "evaluate_checkpoint",
+    "finetune_config",
+    "pretrain_config",
+    "run_demo",
+    "write_splits",
+]
+
+Method = Literal["part", "part_grid", "supervised_pos", "supervised_nopos"]
+METHODS: tuple[str, ...] = ("part", "part_grid", "supervised_pos", "supervised_nopos")
+METHOD_LABELS = {
+    "part": "PART (off-grid, relative)",
+    "part_grid": "PART-grid (on-grid, relative)",
+    "supervised_pos": "supervised, with position embeddings",
+    "supervised_nopos": "supervised, without position embeddings",
+}
+
+
+#: ``relpos demo sleep --quick``: the whole path on a budget of seconds (tests, smoke checks)
+QUICK: dict[str, Any] = {
+    "synth": {"records": 8, "unlabelled": 2, "max_hours": 0.5},
+    "splits": {"n_finetune": 2, "n_test": 2},
+    "pretrain": {
+        "encoder": {"dim": 32, "depth": 1, "heads": 2},
+        "optim": {"epochs": 1, "batch_size": 32},
+        "runtime": {"log_every": 5},
+    },
+    "finetune": {
+        "encoder": {"dim": 32, "depth": 1, "heads": 2},
+        "optim": {"epochs": 1, "batch_size": 32},
+        "runtime": {"log_every": 5},
+    },
+}
+
+
+class SynthSpec(Base):
+    """Synthetic records for the demo (``relpos.sleep.synthetic``)."""
+
+    records: int = 60
+    unlabelled: int = 10
+    max_hours: float | None = 2.0
+    seed: int = 0
+    jobs: int = 2
+    layout: Literal["nested", "flat"] = "nested"
+
+
+class PrepareSpec(Base):
+    dtype: Literal["float16", "float32"] = "float16"
+    jobs: int = 2
+    channels: list[str] = Field(default_factory=lambda: list(EEG_CHANNELS))
+    pipeline: Pipeline = default_pipeline()
+
+
+class SplitSpec(Base):
+    n_finetune: int = 10
+    n_test: int = 200
+    n_val: int = 0
+    n_pretrain: int | None = None  # cap the pretraining pool (None: every remaining subject)
+    seed: int = 0
+
+
+class SleepConfig(Base):
+    """A whole sleep-staging experiment; the presets ``physionet2018-paper`` and
+    ``physionet2018-demo`` are instances of it."""
+
+    name: str = "physionet2018"
+    synth: SynthSpec | None = None
+    prepare: PrepareSpec = PrepareSpec()
+    splits: SplitSpec = SplitSpec()
+    pretrain: TrainConfig
+    finetune: TrainConfig
+    part_grid: GridConfig = GridConfig()
+    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
+    eval_batch_size: int = 512
+
+
+def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> SleepConfig:
+    return load_preset(name, SleepConfig, overrides)
+
+
+# ---------------------------------------------------------------------- configs per method
+def pretrain_config(cfg: SleepConfig, method: str = "part") -> TrainConfig:
+    """The pretraining run of ``method``: PART (off-grid windows) or PART-grid (on-grid)."""
+    if method not in ("part", "part_grid"):
+        raise ValueError(f"method {method!r} has no pretraining (use part or part_grid)")
+    pt = cfg.pretrain.model_copy(deep=True)
+    pt.task = "pretrain"
+    if method == "part_grid":
+        pt.pretext.sampler = cfg.part_grid.model_copy()
+    return pt
+
+
+def finetune_config(cfg: SleepConfig, method: str, init: str | Path | None = None) -> TrainConfig:
+    """The finetuning run of ``method`` (with the pretrained encoder ``init`` for PART ones)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    ft = cfg.finetune.model_copy(deep=True)
+    ft.task = "finetune"
+    if method == "supervised_nopos":
+        ft.finetune.pos_embed = "none"
+    ft.finetune.init = str(init) if init is not None else None
+    return ft
+
+
+# ---------------------------------------------------------------------- steps
+def write_splits(store: EpochStore, spec: SplitSpec, path: Path) -> dict[str, list[str]]:
+    """Subject splits over the labelled subjects; unlabelled subjects join the pretraining pool."""
+    subjects = np.asarray(store.subjects)
+    labelled_subjects = sorted(set(subjects[store.subject_index[store.labels >= 0]].tolist()))
+    unlabelled = sorted(set(subjects.tolist()) - set(labelled_subjects))
+    splits = make_splits(labelled_subjects, spec.n_finetune, spec.n_test, spec.n_val, spec.seed)
+    pool = sorted(splits["pretrain"] + unlabelled)
+    if spec.n_pretrain is not None and len(pool) > spec.n_pretrain:
+        rng = np.random.default_rng([spec.seed, 1])
+        pool = sorted(rng.choice(pool, spec.n_pretrain, replace=False).tolist())
+    splits["pretrain"] = pool
+    save_splits(splits, path)
+    return splits
+
+
+def datasets(store: EpochStore, splits: dict[str, list[str]]) -> dict[str, EpochDataset]:
+    return {
+        "pretrain": EpochDataset(store, splits["pretrain"]),
+        "finetune": EpochDataset(store, splits["finetune"], labelled_only=True),
+        "test": EpochDataset(store, splits["test"], labelled_only=True),
+        **(
+            {"val": EpochDataset(store, splits["val"], labelled_only=True)}
+            if splits.get("val")
+            else {}
+        ),
+    }
+
+
+def class_weights(labels: np.ndarray, k: int = len(STAGES)) -> torch.Tensor:
+    counts = np.bincount(labels[labels >= 0], minlength=k).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / k
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def run_pretrain(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
+    _, result = train(cfg, data, out, groups=data.record_index)
+    assert result.encoder_path is not None
+    return result.encoder_path, describe(result)
+
+
+def run_finetune(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
+    weights = class_weights(data.labels) if cfg.finetune.class_balanced else None
+    _, result = train(cfg, data, out, groups=data.record_index, class_weights=weights)
+    assert result.final_checkpoint is not None
+    return result.final_checkpoint, describe(result)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: EpochDataset,
+    out: Path | None = None,
+    *,
+    batch_size: int = 512,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Kappa, accuracy, macro-F1, per-class F1 and confusion of a finetuned checkpoint on
+    ``data``; with ``out``: ``metrics.json``, ``confusion.png`` and ``hypnogram.png`` (one
+    subject, true vs predicted)."""
+    model, cfg = load_model(checkpoint)
+    if cfg.task != "finetune":
+        raise ValueError(f"{checkpoint}: a pretraining checkpoint cannot be evaluated on stages")
+    pred = predict(model, cfg, data, batch_size=batch_size)
+    report = classification_report(pred["label"], pred["pred"], STAGES)
+    subjects = np.asarray(data.store.subjects)
+    per_subject = {}
+    for s in np.unique(pred["group"]):
+        m = pred["group"] == s
+        per_subject[str(subjects[s])] = classification_report(
+            pred["label"][m], pred["pred"][m], STAGES
+        )["kappa"]
+    report["per_subject_kappa"] = per_subject
+    report["checkpoint"] = str(checkpoint)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+        if plots:
+            _plots(report, pred, data, out)
+    return report
+
+
+def _plots(
+    report: dict[str, Any], pred: dict[str, np.ndarray], data: EpochDataset, out: Path
+) -> None:
+    try:
+        from relpos.analysis.plots import plot_confusion, plot_hypnogram
+    except ImportError as exc:  # matplotlib is an extra
+        log.warning("plots skipped (%s); install relpos[plot]", exc)
+        return
+    plot_confusion(np.asarray(report["confusion"]), STAGES, path=out / "confusion.png")
+    first = pred["group"][0]
+    m = pred["group"] == first
+    order = np.argsort(data.store.epoch_index[data.indices[m]], kind="stable")
+    plot_hypnogram(
+        pred["label"][m][order], pred["pred"][m][order], STAGES, path=out / "hypnogram.png"
+    )
+    report["hypnogram_subject"] = str(np.asarray(data.store.subjects)[first])
+
+
+# ---------------------------------------------------------------------- the whole experiment
+def format_table(results: dict[str, dict[str, Any]], seed: int) -> str:
+    lines = [
+        f"Sleep staging on held-out subjects (seed {seed})",
+        f"{'method':<42} {'kappa':>6} {'acc':>6} {'mF1':>6}  "
+        + " ".join(f"{s:>5}" for s in STAGES),
+    ]
+    for method, r in results.items():
+        f1 = " ".join(f"{r['per_class'][s]['f1']:>5.2f}" for s in STAGES)
+        lines.append(
+            f"{METHOD_LABELS.get(method, method):<42} {r['kappa']:>6.3f} {r['accuracy']:>6.3f} {r['macro_f1']:>6.3f}  {f1}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(
+    cfg: SleepConfig,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the experiment end to end; each step resumes from what ``out`` already holds.
+
+    Writes ``out/records`` (synthetic, unless ``data_dir`` is given), ``out/store``,
+    ``out/splits.json``, ``out/pretrain-<method>``, ``out/finetune-<method>``,
+    ``out/eval-<method>`` and ``out/results.json``; returns the results.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    src = Path(data_dir) if data_dir is not None else out / "records"
+    if data_dir is None:
+        if cfg.synth is None:
+            raise ValueError("no data_dir given and the config has no synth section")
+        from relpos.sleep.synthetic import synthesize_dataset
+
+        s = cfg.synth
+        synthesize_dataset(
+            src, s.records, seed=s.seed, max_hours=s.max_hours, layout=s.layout,
+            unlabelled=s.unlabelled, jobs=s.jobs, progress=progress,
+        )  # fmt: skip
+        timings["synth"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    p = cfg.prepare
+    summary = prepare_store(
+        src,
+        out / "store",
+        pipeline=p.pipeline,
+        channels=p.channels,
+        dtype=p.dtype,
+        jobs=p.jobs,
+        progress=progress,
+    )
+    print(summary.format())
+    timings["prepare"] = time.perf_counter() - t
+    store = EpochStore(out / "store")
+    split_path = out / "splits.json"
+    splits = (
+        load_splits(split_path)
+        if split_path.exists()
+        else write_splits(store, cfg.splits, split_path)
+    )
+    data = datasets(store, splits)
+    print(
+        "splits (subjects): "
+        + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+        + " | epochs: "
+        + ", ".join(f"{k} {len(d)}" for k, d in data.items())
+    )
+
+    encoders: dict[str, Path] = {}
+    runs: dict[str, Any] = {}
+    for method in ("part", "part_grid"):
+        if method in cfg.methods:
+            t = time.perf_counter()
+            encoders[method], runs[f"pretrain-{method}"] = run_pretrain(
+                quiet(pretrain_config(cfg, method), progress),
+                data["pretrain"],
+                out / f"pretrain-{method}",
+            )
+            timings[f"pretrain-{method}"] = time.perf_counter() - t
+    results: dict[str, dict[str, Any]] = {}
+    for method in cfg.methods:
+        t = time.perf_counter()
+        ft = quiet(finetune_config(cfg, method, encoders.get(method)), progress)
+        ckpt, runs[f"finetune-{method}"] = run_finetune(
+            ft, data["finetune"], out / f"finetune-{method}"
+        )
+        timings[f"finetune-{method}"] = time.perf_counter() - t
+        results[method] = evaluate_checkpoint(
+            ckpt,
+            data["test"],
+            out / f"eval-{method}",
+            batch_size=cfg.eval_batch_size,
+        )
+    timings["total"] = time.perf_counter() - t0
+    table = format_table(results, cfg.finetune.runtime.seed)
+    summary_out = {
+        "config": cfg.model_dump(mode="json"),
+        "splits": {k: len(v) for k, v in splits.items()},
+        "epochs": {k: len(d) for k, d in data.items()},
+        "results": {
+            m: {k: r[k] for k in ("kappa", "accuracy", "macro_f1", "per_class", "confusion")}
+            for m, r in results.items()
+        },
+        "runs": runs,
+        "timings_s": timings,
+        "table": table,
+    }
+    (out / "results.json").write_text(json.dumps(summary_out, indent=2))
+    return summary_out

@@ -1,0 +1,4 @@
+"""Synthetic PSG records in the PhysioNet/CinC 2018 format."""
+
+from relpos.sleep.synthetic.generator import *  # noqa: F403
+from relpos.sleep.synthetic.generator import __all__  # noqa: F401

@@ -1,0 +1,124 @@
+"""Pieces shared by the experiments: building models from configs (with pretrained encoders),
+pretraining/finetuning runs, and batched prediction."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from relpos.core.extract import extract
+from relpos.nn.vit import ViT
+from relpos.train.checkpoint import load_encoder, load_encoder_weights
+from relpos.train.config import TrainConfig, build_model
+from relpos.train.loop import FitResult, fit
+from relpos.train.tasks import FinetuneTask, make_task, split_batch
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_finetune_model", "predict", "quiet", "train"]
+
+
+def build_finetune_model(cfg: TrainConfig) -> ViT:
+    """The finetuning classifier of ``cfg``, initialised from ``cfg.finetune.init`` when set
+    (a PART/finetune checkpoint or an ``encoder.safetensors`` export)."""
+    if cfg.task != "finetune":
+        raise ValueError("build_finetune_model needs a config with task='finetune'")
+    model = build_model(cfg)
+    assert isinstance(model, ViT)
+    if cfg.finetune.init:
+        pretrained = load_encoder(cfg.finetune.init)
+        load_encoder_weights(model, pretrained.state_dict(), source=cfg.finetune.init)
+        log.info("initialised the encoder from %s", cfg.finetune.init)
+    return model
+
+
+def train(
+    cfg: TrainConfig,
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    groups: np.ndarray | None = None,
+    class_weights: torch.Tensor | None = None,
+    augment=None,
+    eval_fn=None,
+    resume: bool = True,
+) -> tuple[nn.Module, FitResult]:
+    """Build the model of ``cfg`` and run the training loop on ``dataset``."""
+    torch.manual_seed(cfg.runtime.seed)
+    if cfg.task == "finetune":
+        model: nn.Module = build_finetune_model(cfg)
+        task = FinetuneTask(cfg, class_weights=class_weights, augment=augment)
+    else:
+        model = build_model(cfg)
+        task = make_task(cfg, augment=augment)
+    result = fit(cfg, model, task, dataset, out_dir, groups=groups, resume=resume, eval_fn=eval_fn)
+    return model, result
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    cfg: TrainConfig,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+) -> dict[str, np.ndarray]:
+    """Class probabilities of a finetuned classifier over a dataset of ``(x, y, [group])``.
+
+    Returns ``{"prob": (n, K), "pred": (n,), "label": (n,), "group": (n,)}``.
+    """
+    device = torch.device(device or next(model.parameters()).device)
+    model = model.to(device).eval()
+    grid = cfg.grid_sampler()
+    ts = tuple(cfg.modality.token_shape)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=getattr(dataset, "collate_fn", None),
+    )
+    probs, labels, groups = [], [], []
+    spans = None
+    for batch in loader:
+        x, y = split_batch(batch)
+        x = x.to(device).float()
+        if spans is None or spans.batch != x.shape[0]:
+            spans = grid(tuple(x.shape[2:]), x.shape[0], device=device)
+        logits = model(extract(x, spans, ts), spans)
+        probs.append(logits.float().softmax(-1).cpu())
+        labels.append(y.cpu() if y is not None else torch.full((x.shape[0],), -1))
+        g = batch[2] if isinstance(batch, (tuple, list)) and len(batch) > 2 else None
+        groups.append(g.cpu() if isinstance(g, torch.Tensor) else torch.full((x.shape[0],), -1))
+    prob = torch.cat(probs).numpy()
+    return {
+        "prob": prob,
+        "pred": prob.argmax(-1),
+        "label": torch.cat(labels).numpy(),
+        "group": torch.cat(groups).numpy(),
+    }
+
+
+def describe(result: FitResult) -> dict[str, Any]:
+    return {
+        "out_dir": str(result.out_dir),
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "samples_per_s": result.samples_per_s,
+        **{f"last_{k}": v for k, v in result.last_metrics.items()},
+    }
+
+
+def quiet(cfg: TrainConfig, progress: bool) -> TrainConfig:
+    """A copy of ``cfg`` with progress bars off unless both it and ``progress`` want them."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.runtime.progress = cfg.runtime.progress and progress
+    return cfg
