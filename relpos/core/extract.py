@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
@@ -29,7 +30,10 @@ from torch import Tensor
 
 from relpos.core.spans import Spans
 
-__all__ = ["extract", "tokens_to_vectors"]
+if TYPE_CHECKING:
+    from relpos.core.samplers import SpanSampler
+
+__all__ = ["extract", "tokenize"]
 
 _WIN_LETTERS = "dhw"  # window-axis letters for the einsum of the N-D path (D <= 3)
 _OUT_LETTERS = "zyx"
@@ -206,6 +210,17 @@ def extract(x: Tensor, spans: Spans, token_shape: int | Sequence[int]) -> Tensor
     return _resample(x.to(work), spans, ts, extent).to(out_dtype)
 
 
-def tokens_to_vectors(tokens: Tensor) -> Tensor:
-    """Flatten tokens ``(B, N, C, *token_shape)`` into vectors ``(B, N, C * prod(token_shape))``."""
-    return rearrange(tokens, "b n ... -> b n (...)")
+def tokenize(
+    x: Tensor,
+    sampler: SpanSampler,
+    token_shape: int | Sequence[int],
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Spans]:
+    """Sample spans over ``x (B, C, *extent)`` with ``sampler`` and extract them.
+
+    The one sampler -> extract step of the spine. Returns ``tokens (B, N, C, *token_shape)``
+    and the ``Spans`` they were cut from (centres and sizes ``(B, N, D)``).
+    """
+    spans = sampler(tuple(x.shape[2:]), x.shape[0], generator=generator, device=x.device)
+    return extract(x, spans, token_shape), spans

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from relpos.core.extract import extract
+from relpos.core.extract import tokenize
 from relpos.core.samplers import SpanSampler
 from relpos.core.spans import Scale, Spans, relative_targets, sample_pairs, target_names
 
@@ -140,5 +140,5 @@ class PART(nn.Module):
 
         ``x`` is ``(B, C, *extent)``; e.g. ``model.forward_raw(images, RandomBoxes(8, 64), (4, 4))``.
         """
-        spans = sampler(tuple(x.shape[2:]), x.shape[0], generator=generator, device=x.device)
-        return self(extract(x, spans, token_shape), spans, generator=generator)
+        tokens, spans = tokenize(x, sampler, token_shape, generator=generator)
+        return self(tokens, spans, generator=generator)

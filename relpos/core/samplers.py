@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from relpos.core.random import draw
 from relpos.core.spans import Spans
 
 __all__ = ["Grid", "RandomBoxes", "RandomWindows", "SpanSampler"]
@@ -32,9 +33,7 @@ def _extent(extent: int | Sequence[int], ndim: int | None, who: str) -> tuple[in
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
     """Uniform [0, 1) floats drawn on the generator's device and moved to ``device``."""
-    gdev = generator.device if generator is not None else device
-    out = torch.rand(shape, generator=generator, device=gdev)
-    return out if device is None else out.to(device)
+    return draw(torch.rand, shape, generator=generator, device=device)
 
 
 def _check_count(count: int, who: str) -> int:

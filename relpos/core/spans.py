@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from relpos.core.random import draw
+
 Scale = Literal["ratio", "log"] | None
 
 __all__ = ["Spans", "axis_names", "relative_targets", "sample_pairs", "target_names"]
@@ -174,9 +176,7 @@ class Spans:
 
 def _randint(high: int, shape: tuple[int, ...], generator, device) -> Tensor:
     """Uniform integers in [0, high), drawn on the generator's device, returned on ``device``."""
-    gdev = generator.device if generator is not None else device
-    out = torch.randint(high, shape, generator=generator, device=gdev)
-    return out.to(device) if device is not None else out
+    return draw(torch.randint, high, shape, generator=generator, device=device)
 
 
 def sample_pairs(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import wfdb
+
+from relpos.sleep.format import (
+    EEG_CHANNELS,
+    EPOCH_SECONDS,
+    STAGE_TO_INDEX,
+    STAGES,
+    UNKNOWN_STAGE,
+    UNLABELLED,
+    classify_note,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +58,8 @@ __all__ = [
     "read_stage_labels",
 ]
 
-#: The paper's six EEG derivations (the first six signals of every challenge record).
-EEG_CHANNELS: tuple[str, ...] = ("F3-M2", "F4-M1", "C3-M2", "C4-M1", "O1-M2", "O2-M1")
-#: Sleep stages; the label of a stage is its index here.
-STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "R")
-STAGE_TO_INDEX: dict[str, int] = {s: i for i, s in enumerate(STAGES)}
-#: Label of epochs without a (known) stage.
-UNLABELLED: int = -1
-#: Length of a scoring epoch in seconds.
-EPOCH_SECONDS: int = 30
-
 # Bytes per sample of the byte-aligned WFDB formats (used for the size check before reading).
 _BYTES_PER_SAMPLE: dict[str, int] = {"8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "24": 3, "32": 4}
-# Paired event markers in the .arousal files: "(arousal_rera" ... "arousal_rera)".
-_EVENT_MARKER = re.compile(r"^\(.*|.*\)$")
 
 
 class RecordError(ValueError):
@@ -325,15 +322,6 @@ def read_signals(
 # --------------------------------------------------------------------------------------------
 
 
-def _classify_note(note: str) -> int | None:
-    """Stage index of a stage note; -2 for an unknown stage-like note; None for event
-    markers and empty notes."""
-    note = note.strip().rstrip("\x00")
-    if not note or _EVENT_MARKER.match(note):
-        return None
-    return STAGE_TO_INDEX.get(note, -2)
-
-
 def _read_annotations(path: Path) -> tuple[np.ndarray, list[str], float | None]:
     """Samples, notes and fs of a WFDB annotation file via ``wfdb.rdann``.
 
@@ -417,7 +405,7 @@ def read_stage_labels(
     if abs(epoch_samples - epoch_seconds * fs) > 1e-6:
         raise RecordError(f"{path}: {epoch_seconds} s is not a whole number of samples at {fs} Hz")
 
-    codes = [_classify_note(n) for n in notes]
+    codes = [classify_note(n) for n in notes]
     keep = np.array([c is not None for c in codes], dtype=bool)
     samples = ann_samples[keep]
     code = np.array([c for c in codes if c is not None], dtype=np.int64)
@@ -427,9 +415,9 @@ def read_stage_labels(
         return StageLabels(0, np.full(n, UNLABELLED, np.int8), fs, epoch_samples, 0)
     order = np.argsort(samples, kind="stable")
     samples, code = samples[order], code[order]
-    unknown = code == -2
+    unknown = code == UNKNOWN_STAGE
     if unknown.any():
-        bad = sorted({n.strip() for n, c in zip(notes, codes) if c == -2})
+        bad = sorted({n.strip() for n, c in zip(notes, codes) if c == UNKNOWN_STAGE})
         warnings.warn(
             f"{path}: unknown stage note(s) {bad} at sample(s) {samples[unknown][:10].tolist()}"
             f"; the epochs they cover are unlabelled",

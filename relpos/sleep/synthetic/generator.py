@@ -81,6 +81,15 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import lfilter
 from scipy.special import ndtri
 
+from relpos.sleep.format import (
+    EVENT_SUBTYPE,
+    EVENT_TYPES,
+    SIGNAL_NAMES,
+    SIGNAL_UNITS,
+    STAGE_SUBTYPE,
+    STAGES,
+)
+
 __all__ = [
     "EVENT_TYPES",
     "SIG_NAMES",
@@ -101,45 +110,15 @@ logger = logging.getLogger(__name__)
 # Format constants (from the real tr03-0005.hea / tr03-0005.arousal)
 # --------------------------------------------------------------------------------------
 
-SIG_NAMES: tuple[str, ...] = (
-    "F3-M2",
-    "F4-M1",
-    "C3-M2",
-    "C4-M1",
-    "O1-M2",
-    "O2-M1",
-    "E1-M2",
-    "Chin1-Chin2",
-    "ABD",
-    "CHEST",
-    "AIRFLOW",
-    "SaO2",
-    "ECG",
-)
-UNITS: tuple[str, ...] = ("uV",) * 11 + ("%", "mV")
+SIG_NAMES, UNITS = SIGNAL_NAMES, SIGNAL_UNITS  # names kept for the record writer
 N_SIG = len(SIG_NAMES)
 _E1, _CHIN, _ABD, _CHEST, _AIRFLOW, _SAO2, _ECG = 6, 7, 8, 9, 10, 11, 12
 SAO2_GAIN, SAO2_BASELINE = 655.35, -32768
 ECG_GAIN = 1000.0
 MAT_HEADER_BYTES = 24
 
-STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "R")  # stage notes; codes 0..4
 _HYPNO_CHARS = "W123R"  # the table's alphabet, same order as STAGES
 _W, _N1, _N2, _N3, _R = range(5)
-# subtype codes of the real annotation file (chan 0 for stages, chan 1 for events)
-_STAGE_SUBTYPE = {"W": 5, "N1": 3, "N2": 2, "N3": 1, "R": 4}
-EVENT_TYPES: tuple[str, ...] = (
-    "arousal_rera",
-    "resp_hypopnea",
-    "resp_obstructiveapnea",
-    "resp_centralapnea",
-)
-_EVENT_SUBTYPE = {
-    "arousal_rera": (0, 1),
-    "resp_centralapnea": (12, 13),
-    "resp_hypopnea": (16, 17),
-    "resp_obstructiveapnea": (22, 23),
-}
 _TABLE_FS = 200  # sample positions in the hypnogram table are at 200 Hz
 
 # --------------------------------------------------------------------------------------
@@ -364,7 +343,7 @@ def stages_from_notes(
         for every *full* 30-s epoch from the first stage note on.
     """
     epoch = 30 * fs
-    pos = [(int(s), n) for s, n in zip(samples, notes) if n in _STAGE_SUBTYPE]
+    pos = [(int(s), n) for s, n in zip(samples, notes) if n in STAGE_SUBTYPE]
     if not pos:
         return -1, ""
     first = pos[0][0]
@@ -1427,8 +1406,8 @@ def _write_annotations(directory: Path, rec: dict[str, Any]) -> None:
     ev_s, ev_n = rec["events"]
     samples = np.concatenate([st_s, ev_s]).astype(np.int64)
     notes = list(st_n) + list(ev_n)
-    subtype = [_STAGE_SUBTYPE[x] for x in st_n] + [
-        _EVENT_SUBTYPE[x.strip("()")][0 if x.startswith("(") else 1] for x in ev_n
+    subtype = [STAGE_SUBTYPE[x] for x in st_n] + [
+        EVENT_SUBTYPE[x.strip("()")][0 if x.startswith("(") else 1] for x in ev_n
     ]
     chan = [0] * len(st_n) + [1] * len(ev_n)
     kind = np.array([0] * len(st_n) + [1] * len(ev_n))
