@@ -1,12 +1,23 @@
 """relpos: self-supervised pretraining by relative position prediction between off-grid spans.
 
 The spine is modality-agnostic: ``sampler -> extract -> ViT -> relative head -> MSE``.
+Modalities, samplers, heads, encoder presets and data sources are registries: register your
+own and name it from configs and the command line.
 """
 
 from relpos.core.extract import extract
 from relpos.core.modality import Modality, get_modality, list_modalities, register_modality
 from relpos.core.part import PART, PARTOutput
-from relpos.core.samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
+from relpos.core.registry import Registry
+from relpos.core.sampler_configs import SamplerConfig, list_samplers, register_sampler
+from relpos.core.samplers import (
+    Grid,
+    RandomBoxes,
+    RandomCuboids,
+    RandomSpans,
+    RandomWindows,
+    SpanSampler,
+)
 from relpos.core.spans import Spans, relative_targets, sample_pairs
 from relpos.nn.heads import (
     CrossAttentionHead,
@@ -18,7 +29,10 @@ from relpos.nn.heads import (
     register_head,
 )
 from relpos.nn.vit import ViT, create_model, list_models, register_model, sincos_encoding
+from relpos.train.api import predict, train
 from relpos.train.checkpoint import export_encoder, load_encoder, load_model
+from relpos.train.config import TrainConfig, load_config, load_preset
+from relpos.train.data import get_data_source, list_data_sources, register_data_source
 
 __version__ = "0.1.0"
 
@@ -31,26 +45,40 @@ __all__ = [
     "PARTOutput",
     "PairwiseMLPHead",
     "RandomBoxes",
+    "RandomCuboids",
+    "RandomSpans",
     "RandomWindows",
+    "Registry",
     "RelativeHead",
+    "SamplerConfig",
     "SpanSampler",
     "Spans",
+    "TrainConfig",
     "ViT",
     "__version__",
     "create_head",
     "create_model",
     "export_encoder",
     "extract",
+    "get_data_source",
     "get_modality",
+    "list_data_sources",
     "list_heads",
     "list_modalities",
     "list_models",
+    "list_samplers",
+    "load_config",
     "load_encoder",
     "load_model",
+    "load_preset",
+    "predict",
+    "register_data_source",
     "register_head",
     "register_modality",
     "register_model",
+    "register_sampler",
     "relative_targets",
     "sample_pairs",
     "sincos_encoding",
+    "train",
 ]

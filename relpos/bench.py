@@ -70,14 +70,15 @@ def loop_extract(x: torch.Tensor, spans: Spans, token_shape: tuple[int, ...]) ->
     span and resize it with ``F.interpolate`` (linear/bilinear, antialiased)."""
     d = len(token_shape)
     mode = "linear" if d == 1 else "bilinear"
-    lo, hi = spans.corners()
-    lo = lo.floor().long().tolist()
-    hi = hi.ceil().long().tolist()
+    lo_t, hi_t = spans.corners()
+    lo = lo_t.floor().long().tolist()
+    hi = hi_t.ceil().long().tolist()
     out = []
     for b in range(spans.batch):
         for n in range(spans.num):
             idx = tuple(slice(lo[b][n][a], max(hi[b][n][a], lo[b][n][a] + 1)) for a in range(d))
-            crop = x[(slice(b, b + 1), slice(None), *idx)]
+            key = (slice(b, b + 1), slice(None), *idx)
+            crop = x[key]
             out.append(
                 F.interpolate(
                     crop, size=token_shape, mode=mode, antialias=d == 2, align_corners=False
@@ -86,7 +87,16 @@ def loop_extract(x: torch.Tensor, spans: Spans, token_shape: tuple[int, ...]) ->
     return torch.cat(out).view(spans.batch, spans.num, x.shape[1], *token_shape)
 
 
-def _extract_case(name, x, sampler: SpanSampler, token_shape, repeats, loop_repeats, device, g):
+def _extract_case(
+    name: str,
+    x: torch.Tensor,
+    sampler: SpanSampler,
+    token_shape: tuple[int, ...],
+    repeats: int,
+    loop_repeats: int,
+    device: torch.device,
+    g: torch.Generator,
+) -> list[BenchResult]:
     spans = sampler(tuple(x.shape[2:]), x.shape[0], generator=g, device=device)
     out = extract(x, spans, token_shape)
     floor = torch.empty_like(out)
@@ -120,11 +130,11 @@ def _step_case(
     spans = sampler((32, 32), batch, generator=g, device=device)
     tokens = extract(x, spans, (4, 4))
 
-    def part_step():
+    def part_step() -> None:
         model.zero_grad(set_to_none=True)
         model.forward_raw(x, sampler, (4, 4), generator=g).loss.backward()
 
-    def encoder_step():
+    def encoder_step() -> None:
         encoder.zero_grad(set_to_none=True)
         encoder.forward_features(tokens).pow(2).mean().backward()
 

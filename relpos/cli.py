@@ -1,26 +1,40 @@
-"""The ``relpos`` command line."""
+"""The ``relpos`` command line.
+
+Generic commands live here: ``pretrain``/``finetune`` train any registered modality from any
+registered data source (``--modality``, ``--data``, ``--data-source``, ``--plugin``), plus
+``models``, ``bench``, ``report`` and ``demo``. The sleep commands (``synth``, ``prepare``,
+``splits``, ``evaluate``) are mounted from :mod:`relpos.sleep.cli`, the image demos from
+:mod:`relpos.vision.cli`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from relpos.sleep import cli as sleep_cli
+
+if TYPE_CHECKING:
+    from relpos.train.config import TrainConfig
+    from relpos.train.data import SourceData
 
 log = logging.getLogger("relpos")
 
+__all__ = ["build_parser", "load_plugins", "main"]
+
 Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
+Setup = Callable[[argparse.ArgumentParser], None]
 
-
-def command(name: str, setup: Callable[[argparse.ArgumentParser], None]):
-    """Register ``fn`` as ``relpos <name>`` with ``setup`` adding its arguments."""
-
-    def wrap(fn: Command) -> Command:
-        _COMMANDS[name] = (setup, fn)
-        return fn
-
-    return wrap
+#: the methods ``--method`` (pretraining) accepts, and every method a finetuning run may be
+PRETRAIN_METHODS = ("part", "part_grid")
+METHODS = ("part", "part_grid", "supervised_pos", "supervised_nopos")
 
 
 # ---------------------------------------------------------------------- bench / models
@@ -29,7 +43,6 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
-@command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     """Side-by-side speed ratios: extract vs loop, extract vs clone, PART vs encoder step."""
     import torch
@@ -47,13 +60,12 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
-@command("models", _models_args)
 def _models(args: argparse.Namespace) -> int:
     """List the encoder presets with their parameter counts."""
-    from relpos.nn.vit import _PRESETS, count_parameters, create_model
+    from relpos.nn.vit import count_parameters, create_model, list_models
 
     print(f"{'preset':<14} {'token_dim':>9} {'dim':>5} {'depth':>5} {'heads':>5} {'params':>12}")
-    for name in sorted(_PRESETS):
+    for name in list_models():
         model = create_model(name)
         cfg = model.config
         print(
@@ -63,130 +75,61 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------- sleep staging
-def _synth_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", help="directory to write the records into")
-    p.add_argument("--records", type=int, default=60, help="labelled records (default 60)")
-    p.add_argument("--unlabelled", type=int, default=0, help="extra records without .arousal")
-    p.add_argument(
-        "--max-hours", type=float, default=None, help="crop each night to a window of this length"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--layout", choices=["nested", "flat"], default="nested")
+# ---------------------------------------------------------------------- plugins
+def load_plugins(names: Sequence[str]) -> None:
+    """Import each plugin (a module name, or a ``.py`` file) so that it registers its
+    modalities, samplers, heads and data sources."""
+    for name in names:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise FileNotFoundError(f"--plugin {name}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+            continue
+        if os.getcwd() not in sys.path:
+            sys.path.append(os.getcwd())  # as `python -m`: modules in the working directory
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            raise ValueError(f"--plugin {name}: cannot import it ({exc})") from exc
 
 
-@command("synth", _synth_args)
-def _synth(args: argparse.Namespace) -> int:
-    """Write synthetic PSG records in the PhysioNet/CinC 2018 format (.hea/.mat/.arousal)."""
-    from relpos.sleep.synthetic import synthesize_dataset
-
-    paths = synthesize_dataset(
-        args.out, args.records, seed=args.seed, max_hours=args.max_hours, layout=args.layout,
-        unlabelled=args.unlabelled, jobs=args.jobs,
-    )  # fmt: skip
-    print(f"{len(paths)} records in {args.out}")
-    return 0
-
-
-def _sleep_preset(args: argparse.Namespace):
-    from relpos.sleep.experiment import load_sleep_config
-    from relpos.train.config import parse_overrides
-
-    return load_sleep_config(args.preset, parse_overrides(getattr(args, "set", None) or []))
-
-
-def _set_arg(p: argparse.ArgumentParser, example: str) -> None:
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"override, e.g. {example}"
-    )
-
-
-def _preset_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--preset", default="physionet2018-demo", help="sleep preset name or YAML/JSON file"
-    )
-
-
-def _prepare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="directory of records (challenge layout or flat)")
-    p.add_argument("store", help="store directory to create or complete")
-    _preset_arg(p)
-    p.add_argument(
-        "--jobs", type=int, default=None, help="parallel records (default: from the preset)"
-    )
-    p.add_argument("--dtype", choices=["float16", "float32"], default=None)
-    p.add_argument("--iir", action="store_true", help="IIR (Butterworth) bandpass instead of FIR")
-    p.add_argument("--require-labels", action="store_true", help="skip records without .arousal")
-    p.add_argument("--limit", type=int, default=None, help="only the first N records")
-    p.add_argument("--retry-skipped", action="store_true", help="retry records skipped before")
-
-
-@command("prepare", _prepare_args)
-def _prepare(args: argparse.Namespace) -> int:
-    """Filter, resample and epoch records into a memory-mapped store (resumable, parallel)."""
-    from relpos.sleep.preprocess import Bandpass
-    from relpos.sleep.store import prepare_store
-
-    spec = _sleep_preset(args).prepare
-    pipeline = spec.pipeline
-    if args.iir:
-        steps = [
-            Bandpass(**{**s.model_dump(), "method": "iir"}) if s.name == "bandpass" else s
-            for s in pipeline.steps
-        ]
-        pipeline = pipeline.model_copy(update={"steps": steps})
-    summary = prepare_store(
-        args.src, args.store, pipeline=pipeline, channels=spec.channels, dtype=args.dtype or spec.dtype,
-        jobs=args.jobs or spec.jobs, require_labels=args.require_labels, limit=args.limit,
-        retry_skipped=args.retry_skipped,
-    )  # fmt: skip
-    print(summary.format())
-    return 0
-
-
-def _splits_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store")
-    _preset_arg(p)
-    p.add_argument("--finetune", type=int, default=None, help="finetuning subjects")
-    p.add_argument("--test", type=int, default=None, help="held-out test subjects")
-    p.add_argument("--val", type=int, default=None, help="validation subjects")
-    p.add_argument("--pretrain", type=int, default=None, help="cap on pretraining subjects")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", default=None, help="splits file (default STORE/splits.json)")
-
-
-@command("splits", _splits_args)
-def _splits(args: argparse.Namespace) -> int:
-    """Seeded subject-level splits (pretrain / finetune / val / test), saved as JSON."""
-    from pathlib import Path
-
-    from relpos.sleep.experiment import write_splits
-    from relpos.sleep.store import EpochStore
-
-    spec = _sleep_preset(args).splits
-    for field, value in (("n_finetune", args.finetune), ("n_test", args.test), ("n_val", args.val),
-                         ("n_pretrain", args.pretrain), ("seed", args.seed)):  # fmt: skip
-        if value is not None:
-            setattr(spec, field, value)
-    out = Path(args.out or Path(args.store) / "splits.json")
-    splits = write_splits(EpochStore(args.store), spec, out)
-    print(f"{out}: " + ", ".join(f"{k} {len(v)} subjects" for k, v in splits.items()))
-    return 0
-
-
+# ---------------------------------------------------------------------- pretrain / finetune
 def _train_args(p: argparse.ArgumentParser, split: str) -> None:
-    p.add_argument("--store", required=True, help="prepared store directory")
-    p.add_argument("--splits", default=None, help="splits file (default STORE/splits.json)")
+    p.add_argument(
+        "--data", default=None, help="what the data source reads (a store, image folder, .npz, ...)"
+    )
+    p.add_argument(
+        "--data-source", default=None, help="a registered data source (default: the modality's)"
+    )
+    p.add_argument(
+        "--store", default=None, help="prepared store directory (--data-source eeg_store --data S)"
+    )
+    p.add_argument(
+        "--data-option", action="append", default=[], metavar="KEY=VALUE",
+        help="keyword argument of the data source, e.g. size=64 (image folders)",
+    )  # fmt: skip
+    p.add_argument("--modality", default=None, help="a registered modality (default: the config's)")
+    p.add_argument(
+        "--plugin", action="append", default=[], metavar="MODULE",
+        help="import MODULE (or a .py file) first; it may register modalities, samplers, sources",
+    )  # fmt: skip
+    p.add_argument(
+        "--splits", default=None, help="eeg_store: splits file (default STORE/splits.json)"
+    )
     p.add_argument("--split", default=split, help=f"which split to train on (default {split})")
-    _preset_arg(p)
+    sleep_cli.preset_arg(p, default=None)
     p.add_argument(
         "--config", default=None, help="a TrainConfig YAML/JSON (instead of the preset's section)"
     )
     p.add_argument(
         "--out", required=True, help="run directory (checkpoints, metrics.jsonl, encoder)"
     )
-    _set_arg(p, "optim.epochs=5")
+    sleep_cli.set_arg(p, "optim.epochs=5")
     p.add_argument(
         "--no-resume", action="store_true", help="start afresh even if OUT has checkpoints"
     )
@@ -194,78 +137,7 @@ def _train_args(p: argparse.ArgumentParser, split: str) -> None:
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
     _train_args(p, "pretrain")
-    p.add_argument("--method", choices=["part", "part_grid"], default="part")
-
-
-def _load_train_config(
-    args: argparse.Namespace, section: str, method: str, init: str | None = None
-):
-    from relpos.sleep.experiment import finetune_config, load_sleep_config, pretrain_config
-    from relpos.train.config import TrainConfig, _merge, load_config, parse_overrides
-
-    if args.config:
-        cfg = load_config(args.config, TrainConfig)
-    else:
-        sleep = load_sleep_config(args.preset)
-        cfg = (
-            pretrain_config(sleep, method)
-            if section == "pretrain"
-            else finetune_config(sleep, method, init)
-        )
-    if args.set:
-        cfg = TrainConfig.model_validate(
-            _merge(cfg.model_dump(mode="json"), parse_overrides(args.set))
-        )
-    if init is not None:
-        cfg.finetune.init = init
-    return cfg
-
-
-def _dataset(args: argparse.Namespace, labelled: bool):
-    from pathlib import Path
-
-    from relpos.sleep.store import EpochDataset, EpochStore, load_splits
-
-    store = EpochStore(args.store)
-    path = Path(args.splits or Path(args.store) / "splits.json")
-    if not path.exists():
-        raise FileNotFoundError(
-            f"splits file {path} not found: run `relpos splits {args.store}` first"
-        )
-    splits = load_splits(path)
-    if args.split not in splits:
-        raise ValueError(f"split {args.split!r} not in {path}; it has {', '.join(splits)}")
-    return EpochDataset(store, splits[args.split], labelled_only=labelled)
-
-
-@command("pretrain", _pretrain_args)
-def _pretrain(args: argparse.Namespace) -> int:
-    """PART (or PART-grid) pretraining of a ViT-1D on a prepared store."""
-    from relpos.sleep.experiment import run_pretrain
-
-    cfg = _load_train_config(args, "pretrain", args.method)
-    data = _dataset(args, labelled=False)
-    path, info = run_pretrain(cfg, data, _out(args))
-    if _is_rank0():
-        print(f"pretrained encoder: {path}\n{info}")
-    return 0
-
-
-def _is_rank0() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _out(args: argparse.Namespace):
-    from pathlib import Path
-
-    out = Path(args.out)
-    if args.no_resume and (out / "checkpoints").exists():
-        raise FileExistsError(
-            f"{out} already holds checkpoints; choose another --out or drop --no-resume"
-        )
-    return out
+    p.add_argument("--method", choices=list(PRETRAIN_METHODS), default="part")
 
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
@@ -278,48 +150,169 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("finetune", _finetune_args)
+def _base_config(args: argparse.Namespace, section: str, method: str, init: str | None):
+    """The run's config before ``--set``: ``--config``, or the preset's section for ``method``,
+    or (a modality without a preset) one built from the registered modality."""
+    from relpos.core.modality import get_modality
+    from relpos.train import recipes
+    from relpos.train.config import PresetSections, TrainConfig, load_config, load_preset, merge
+
+    if args.config:
+        cfg = load_config(args.config, TrainConfig)
+        if args.modality and args.modality != cfg.modality.name:
+            cfg = TrainConfig.model_validate(
+                merge(cfg.model_dump(mode="json"), {"modality": {"name": args.modality}})
+            )
+        return cfg
+    preset = args.preset
+    if preset is None:
+        preset = get_modality(args.modality).preset if args.modality else "physionet2018-demo"
+    if preset is None:
+        m = get_modality(args.modality)
+        base = TrainConfig.model_validate({
+            "task": section,
+            "modality": {"name": m.name, "channels": m.channels, "extent": list(m.token_shape),
+                         "token_shape": list(m.token_shape)},
+            "pretext": {"sampler": {"kind": "modality"}},
+        })  # fmt: skip
+        sections = PresetSections(pretrain=base, finetune=base)
+    else:
+        over = {s: {"modality": {"name": args.modality}} for s in ("pretrain", "finetune")}
+        sections = load_preset(preset, PresetSections, over if args.modality else None)
+    if section == "pretrain":
+        return recipes.pretrain_config(
+            sections.pretrain, method, samplers={"grid": sections.part_grid}, known=METHODS
+        )
+    return recipes.finetune_config(sections.finetune, method, init, known=METHODS)
+
+
+def _load_train_config(
+    args: argparse.Namespace, section: str, method: str, init: str | None = None
+) -> TrainConfig:
+    from relpos.train.config import TrainConfig, merge, parse_overrides
+
+    cfg = _base_config(args, section, method, init)
+    if args.set:
+        cfg = TrainConfig.model_validate(
+            merge(cfg.model_dump(mode="json"), parse_overrides(args.set))
+        )
+    if init is not None:
+        cfg.finetune.init = init
+    return cfg
+
+
+def _source(args: argparse.Namespace, cfg: TrainConfig) -> tuple[str, str | None]:
+    """``(data source, path)`` from ``--store`` / ``--data-source`` / ``--data``."""
+    from relpos.train.data import list_data_sources
+
+    if args.store is not None:
+        if args.data is not None or args.data_source not in (None, "eeg_store"):
+            raise ValueError("--store S is --data-source eeg_store --data S: give one of them")
+        return "eeg_store", args.store
+    name = args.data_source or cfg.modality.registered().data_source
+    if name is None:
+        raise ValueError(
+            f"modality {cfg.modality.name!r} names no data source: give --data-source "
+            f"(known: {', '.join(list_data_sources())})"
+        )
+    if args.data is None:
+        raise ValueError("give --data (what the data source reads) or --store")
+    return name, args.data
+
+
+def _data(args: argparse.Namespace, cfg: TrainConfig, labelled: bool) -> SourceData:
+    import yaml
+
+    from relpos.train.data import load_data
+
+    name, path = _source(args, cfg)
+    kwargs: dict[str, Any] = {"splits": args.splits} if name == "eeg_store" else {}
+    for item in args.data_option:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--data-option {item!r} must look like key=value")
+        kwargs[key] = yaml.safe_load(value)
+    return load_data(name, path, args.split, labelled, **kwargs)
+
+
+def _fit_to_data(cfg: TrainConfig, data: SourceData) -> TrainConfig:
+    """``cfg`` with the input's channels and extent as the data (after the modality's transform)
+    has them; unchanged when they already agree."""
+
+    from relpos.train.config import TrainConfig, merge
+
+    if len(data.dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("the data source yielded no examples for this split")
+    x = _first_input(data.dataset[0])[None].float()
+    shape = tuple(cfg.modality.registered().prepare(x).shape[1:])
+    m = cfg.modality
+    if shape == (m.channels, *m.extent):
+        return cfg
+    log.info("input (C, *extent) from the data: %s (config had %s)", shape, (m.channels, *m.extent))
+    change = {"modality": {"channels": shape[0], "extent": list(shape[1:])}}
+    return TrainConfig.model_validate(merge(cfg.model_dump(mode="json"), change))
+
+
+def _first_input(item: Any) -> Any:
+    """``x`` of one dataset item: ``x``, ``(x, y, ...)`` or ``{"x": ...}``."""
+    import torch
+
+    if isinstance(item, dict):
+        item = item["x"]
+    elif isinstance(item, (tuple, list)):
+        item = item[0]
+    return torch.as_tensor(item)
+
+
+def _train(args: argparse.Namespace, section: str, method: str, init: str | None = None):
+    from relpos.train.api import train
+    from relpos.train.data import class_weights
+    from relpos.train.recipes import describe
+
+    load_plugins(args.plugin)
+    cfg = _load_train_config(args, section, method, init)
+    data = _data(args, cfg, labelled=section == "finetune")
+    cfg = _fit_to_data(cfg, data)
+    weights = None
+    if section == "finetune" and cfg.finetune.class_balanced:
+        if data.labels is None:
+            raise ValueError("finetune.class_balanced needs a data source that gives labels")
+        weights = class_weights(data.labels, cfg.finetune.num_classes)
+    _, result = train(cfg, data.dataset, _out(args), groups=data.groups, class_weights=weights)
+    return result, describe(result)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    """PART (or PART-grid) pretraining of any registered modality (default: EEG in a store)."""
+    result, info = _train(args, "pretrain", args.method)
+    if _is_rank0():
+        print(f"pretrained encoder: {result.encoder_path}\n{info}")
+    return 0
+
+
 def _finetune(args: argparse.Namespace) -> int:
     """Supervised finetuning on on-grid tokens (from scratch or from --init)."""
-    from relpos.sleep.experiment import run_finetune
-
     method = "supervised_nopos" if args.no_pos else ("part" if args.init else "supervised_pos")
-    cfg = _load_train_config(args, "finetune", method, init=args.init)
-    data = _dataset(args, labelled=True)
-    path, info = run_finetune(cfg, data, _out(args))
+    result, info = _train(args, "finetune", method, init=args.init)
     if _is_rank0():
-        print(f"finetuned model: {path}\n{info}")
+        print(f"finetuned model: {result.final_checkpoint}\n{info}")
     return 0
 
 
-def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a finetuned checkpoint (final.pt or checkpoints/ckpt-*.pt)")
-    p.add_argument("--store", required=True)
-    p.add_argument("--splits", default=None)
-    p.add_argument("--split", default="test")
-    p.add_argument(
-        "--out", default=None, help="write metrics.json, confusion.png, hypnogram.png here"
-    )
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--batch-size", type=int, default=512)
+def _is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
-@command("evaluate", _evaluate_args)
-def _evaluate(args: argparse.Namespace) -> int:
-    """Cohen's kappa, accuracy, macro-F1, per-class F1 and confusion on held-out subjects."""
-    from pathlib import Path
-
-    from relpos.sleep.experiment import evaluate_checkpoint
-    from relpos.train.metrics import format_report
-
-    report = evaluate_checkpoint(
-        args.checkpoint, _dataset(args, labelled=True), Path(args.out) if args.out else None,
-        batch_size=args.batch_size, plots=not args.no_plots,
-    )  # fmt: skip
-    print(format_report(report))
-    return 0
+def _out(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    if args.no_resume and (out / "checkpoints").exists():
+        raise FileExistsError(
+            f"{out} already holds checkpoints; choose another --out or drop --no-resume"
+        )
+    return out
 
 
+# ---------------------------------------------------------------------- demo / report
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "what",
@@ -331,49 +324,25 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", default=None, help="sleep: a directory of real records instead of synthetic ones"
     )
-    _set_arg(p, "pretrain.optim.epochs=2")
+    sleep_cli.set_arg(p, "pretrain.optim.epochs=2")
     p.add_argument(
         "--quick", action="store_true", help="a tiny budget (seconds): checks the whole path"
     )
     p.add_argument("--no-progress", action="store_true")
 
 
-@command("demo", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     """End-to-end demos: `sleep` (PhysioNet-2018 format, kappa), `image` (MNIST-5k, accuracy),
     `heads` (the relative-head ablation, paper Table 5)."""
-    from pathlib import Path
-
-    from relpos.train.config import _merge, parse_overrides
+    from relpos.train.config import parse_overrides
 
     out = Path(args.out or f"runs/demo-{args.what}")
     overrides = parse_overrides(args.set)
     if args.what == "sleep":
-        from relpos.sleep.experiment import QUICK, load_sleep_config, run_demo
+        return sleep_cli.demo(args, out, overrides)
+    from relpos.vision import cli as vision_cli
 
-        if args.quick:
-            overrides = _merge(QUICK, overrides)
-        cfg = load_sleep_config(args.preset or "physionet2018-demo", overrides)
-        res = run_demo(cfg, out, data_dir=args.data, progress=not args.no_progress)
-        print()
-        print(res["table"])
-        print(
-            f"\nresults: {out / 'results.json'}; plots: {out}/eval-*/confusion.png, hypnogram.png"
-        )
-        print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in res["timings_s"].items()))
-        return 0
-    from relpos.vision.experiment import QUICK as IQUICK
-    from relpos.vision.experiment import load_image_config, run_head_ablation, run_image_demo
-
-    if args.quick:
-        overrides = _merge(IQUICK, overrides)
-    cfg = load_image_config(args.preset or "mnist5k-demo", overrides)
-    run = run_head_ablation if args.what == "heads" else run_image_demo
-    res = run(cfg, out, progress=not args.no_progress)
-    print()
-    print(res["table"])
-    print(f"\nresults: {out}")
-    return 0
+    return vision_cli.demo(args, out, overrides)
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -381,7 +350,6 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plot", action="store_true", help="print only")
 
 
-@command("report", _report_args)
 def _report(args: argparse.Namespace) -> int:
     """Summarise a run's metrics.jsonl and plot loss, learning rate and throughput."""
     from relpos.train.report import format_summary, plot_metrics, summarize
@@ -396,6 +364,22 @@ def _report(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- entry point
+_SLEEP = sleep_cli.COMMANDS
+#: command name -> (argument setup, run), in the order ``relpos --help`` lists them
+COMMANDS: dict[str, tuple[Setup, Command]] = {
+    "bench": (_bench_args, _bench),
+    "models": (_models_args, _models),
+    "synth": _SLEEP["synth"],
+    "prepare": _SLEEP["prepare"],
+    "splits": _SLEEP["splits"],
+    "pretrain": (_pretrain_args, _pretrain),
+    "finetune": (_finetune_args, _finetune),
+    "evaluate": _SLEEP["evaluate"],
+    "demo": (_demo_args, _demo),
+    "report": (_report_args, _report),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relpos",
@@ -405,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (setup, fn) in _COMMANDS.items():
+    for name, (setup, fn) in COMMANDS.items():
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
         p = sub.add_parser(name, help=doc, description=doc)
         setup(p)

@@ -1,37 +1,30 @@
 """PART's capabilities (off-grid reconstruction, patch uncertainty, symmetry) and plots.
 
-The functions in :mod:`relpos.analysis.capabilities` return tensors and work for any number of
-span axes; :mod:`relpos.analysis.plots` draws them (matplotlib is imported only when a plot
-function runs).
+The functions in :mod:`~relpos.analysis.pairs`, :mod:`~relpos.analysis.reconstruction`,
+:mod:`~relpos.analysis.uncertainty` and :mod:`~relpos.analysis.symmetry` return tensors and
+work for any number of span axes; :mod:`relpos.analysis.plots` draws them and any classifier's
+confusion matrix (matplotlib is imported only when a plot function runs). The sleep hypnogram
+is in :mod:`relpos.sleep.plots`.
 """
 
-from relpos.analysis.capabilities import (
-    ReconstructionResult,
+from relpos.analysis.pairs import (
     RelativePredictor,
-    UncertaintyResult,
     all_pairs,
-    negative_symmetry_score,
-    paste_tokens,
-    patch_uncertainty,
     placements,
     predict_all_pairs,
-    reconstruct,
-    symmetry_error,
-    symmetry_matrices,
     true_all_pairs,
-    uncertainty_all,
 )
 from relpos.analysis.plots import (
-    STAGE_ORDER,
     plot_confusion,
-    plot_hypnogram,
     plot_reconstruction,
     plot_symmetry,
     plot_uncertainty,
 )
+from relpos.analysis.reconstruction import ReconstructionResult, paste_tokens, reconstruct
+from relpos.analysis.symmetry import negative_symmetry_score, symmetry_error, symmetry_matrices
+from relpos.analysis.uncertainty import UncertaintyResult, patch_uncertainty, uncertainty_all
 
 __all__ = [
-    "STAGE_ORDER",
     "ReconstructionResult",
     "RelativePredictor",
     "UncertaintyResult",
@@ -41,7 +34,6 @@ __all__ = [
     "patch_uncertainty",
     "placements",
     "plot_confusion",
-    "plot_hypnogram",
     "plot_reconstruction",
     "plot_symmetry",
     "plot_uncertainty",

@@ -1,5 +1,9 @@
 """Plots of PART's capabilities and of classification results (matplotlib, imported lazily).
 
+Any classifier's confusion matrix is drawn here (:func:`plot_confusion`); plots tied to a
+domain live with it (the sleep hypnogram: :mod:`relpos.sleep.plots`) and build on
+:func:`new_figure`, :func:`save_figure` and :func:`as_numpy`.
+
 Image panels are drawn in span coordinates: sample ``i`` covers ``[i, i + 1)``, so spans,
 centres and placements are drawn exactly where :mod:`relpos.core.spans` puts them.
 
@@ -18,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import Tensor
 
-from relpos.analysis.capabilities import ReconstructionResult, UncertaintyResult
+from relpos.analysis.reconstruction import ReconstructionResult
+from relpos.analysis.uncertainty import UncertaintyResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -27,32 +32,18 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "STAGE_ORDER",
+    "as_numpy",
+    "new_figure",
     "plot_confusion",
-    "plot_hypnogram",
     "plot_reconstruction",
     "plot_symmetry",
     "plot_uncertainty",
+    "save_figure",
 ]
 
-#: sleep stages from the top of a hypnogram down
-STAGE_ORDER: tuple[str, ...] = ("W", "R", "N1", "N2", "N3")
-_STAGE_ALIASES = {
-    "w": "W",
-    "wake": "W",
-    "r": "R",
-    "rem": "R",
-    "n1": "N1",
-    "s1": "N1",
-    "n2": "N2",
-    "s2": "N2",
-    "n3": "N3",
-    "s3": "N3",
-    "s4": "N3",
-}
 
-
-def _figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A constrained-layout :class:`~matplotlib.figure.Figure` (no pyplot state)."""
     try:
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - matplotlib is installed in the test env
@@ -62,7 +53,9 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     return Figure(figsize=figsize, layout="constrained")
 
 
-def _finish(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
+def save_figure(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
+    """Write ``fig`` as a PNG to ``path`` (parent folders created) unless ``path`` is None;
+    returns ``fig``."""
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +64,8 @@ def _finish(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
     return fig
 
 
-def _np(x: Any) -> np.ndarray:
+def as_numpy(x: Any) -> np.ndarray:
+    """A tensor (detached, float, on the CPU) or array-like as a numpy array."""
     if isinstance(x, Tensor):
         return x.detach().float().cpu().numpy()
     return np.asarray(x)
@@ -122,11 +116,11 @@ def plot_reconstruction(
     shaded. Uncovered canvas samples are gray (2D) or gaps (1D).
     """
     d = result.ndim
-    tc, ts = _np(result.true_spans.centre[0]), _np(result.true_spans.size[0])
-    pc, ps = _np(result.pred_spans.centre[0]), _np(result.pred_spans.size[0])
-    truth, pred = _np(result.true_canvas), _np(result.canvas)
-    tmask, pmask = _np(result.true_coverage) > 0, _np(result.coverage) > 0
-    base = _np(result.image) if result.image is not None else truth
+    tc, ts = as_numpy(result.true_spans.centre[0]), as_numpy(result.true_spans.size[0])
+    pc, ps = as_numpy(result.pred_spans.centre[0]), as_numpy(result.pred_spans.size[0])
+    truth, pred = as_numpy(result.true_canvas), as_numpy(result.canvas)
+    tmask, pmask = as_numpy(result.true_coverage) > 0, as_numpy(result.coverage) > 0
+    base = as_numpy(result.image) if result.image is not None else truth
     ref = result.reference
     err = (
         f"placement error {result.placement_error:.3f} ref. sizes "
@@ -138,7 +132,7 @@ def plot_reconstruction(
         ("predicted placement", pred, pmask, pc, ps),
     ]
     if d == 2:
-        fig = _figure((12, 4.4))
+        fig = new_figure((12, 4.4))
         axes = fig.subplots(1, 3)
         h, w = result.extent
         vals = np.concatenate([base.ravel(), truth[:, tmask].ravel()])
@@ -152,7 +146,7 @@ def plot_reconstruction(
             ax.set_xticks([])
             ax.set_yticks([])
     elif d == 1:
-        fig = _figure((12, 6))
+        fig = new_figure((12, 6))
         axes = fig.subplots(3, 1, sharex=True)
         t = np.arange(result.extent[0]) + 0.5
         spread = float(np.nanmax(np.abs(base))) if base.size else 1.0
@@ -179,7 +173,7 @@ def plot_reconstruction(
     else:
         raise ValueError(f"plot_reconstruction supports 1D and 2D; got D={d}")
     fig.suptitle(title or f"off-grid reconstruction (reference {ref}): {err}")
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def _ellipse(ax: Axes, mean: np.ndarray, cov: np.ndarray, nsig: float = 2.0) -> None:
@@ -205,6 +199,90 @@ def _ellipse(ax: Axes, mean: np.ndarray, cov: np.ndarray, nsig: float = 2.0) -> 
     )
 
 
+def _uncertainty_2d(
+    pts: np.ndarray,
+    mean: np.ndarray,
+    cov: np.ndarray,
+    true: np.ndarray,
+    size: np.ndarray,
+    image: Tensor | np.ndarray | None,
+) -> Figure:
+    """Placements (N, 2) over ``image (C, H, W)`` with the true box and the 2σ ellipse."""
+    from matplotlib.patches import Rectangle
+
+    fig = new_figure((6, 6))
+    ax = fig.subplots()
+    if image is not None:
+        img = as_numpy(image)
+        lo, hi = float(img.min()), float(img.max())
+        ih, iw = img.shape[-2:]
+        ax.imshow(_display(img, lo, hi), interpolation="nearest", extent=(0, iw, ih, 0))
+    ax.scatter(pts[:, 1], pts[:, 0], s=12, c="tab:cyan", ec="k", lw=0.3, label="placements")
+    ax.add_patch(
+        Rectangle(
+            (true[1] - size[1] / 2, true[0] - size[0] / 2),
+            size[1],
+            size[0],
+            fill=False,
+            ec="lime",
+            lw=1.5,
+        )
+    )
+    ax.plot(true[1], true[0], "o", color="lime", ms=8, mec="k", label="true centre")
+    ax.plot(mean[1], mean[0], "x", color="orange", ms=10, mew=2, label="mean")
+    _ellipse(ax, mean, cov)
+    if image is None:
+        ax.set_aspect("equal")
+        ax.invert_yaxis()
+    else:
+        lo_x = min(0.0, float(pts[:, 1].min()) - 1)
+        hi_x = max(float(iw), float(pts[:, 1].max()) + 1)
+        lo_y = min(0.0, float(pts[:, 0].min()) - 1)
+        hi_y = max(float(ih), float(pts[:, 0].max()) + 1)
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_ylim(hi_y, lo_y)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def _uncertainty_1d(
+    pts: np.ndarray,
+    mean: np.ndarray,
+    cov: np.ndarray,
+    true: np.ndarray,
+    size: np.ndarray,
+    image: Tensor | np.ndarray | None,
+) -> Figure:
+    """Placements (N, 1) along t, under the signal ``(C, T)`` when given."""
+    rows = 2 if image is not None else 1
+    fig = new_figure((10, 2.2 + 1.8 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, 1, sharex=True))
+    if image is not None:
+        sig = as_numpy(image)
+        sig = sig[None] if sig.ndim == 1 else sig
+        step = 2.2 * max(float(np.abs(sig).max()), 1e-6)
+        t = np.arange(sig.shape[-1]) + 0.5
+        for ch in range(sig.shape[0]):
+            axes[0].plot(t, sig[ch] - ch * step, lw=0.7, color=f"C{ch % 10}")
+        axes[0].axvspan(true[0] - size[0] / 2, true[0] + size[0] / 2, color="lime", alpha=0.3)
+        axes[0].set_yticks([])
+    ax = axes[-1]
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(pts))
+    ax.axvspan(true[0] - size[0] / 2, true[0] + size[0] / 2, color="lime", alpha=0.25)
+    ax.scatter(pts[:, 0], jitter, s=14, c="tab:cyan", ec="k", lw=0.3, label="placements")
+    ax.axvline(true[0], color="green", lw=2, label="true centre")
+    sd = float(np.sqrt(max(cov[0, 0], 0.0)))
+    ax.axvline(mean[0], color="orange", lw=2, label="mean")
+    ax.axvspan(mean[0] - 2 * sd, mean[0] + 2 * sd, color="orange", alpha=0.15, label="±2σ")
+    ax.set_ylim(-1, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("t (samples)")
+    ax.legend(loc="upper right", fontsize=8, ncols=4)
+    return fig
+
+
 def plot_uncertainty(
     result: UncertaintyResult,
     image: Tensor | np.ndarray | None = None,
@@ -218,90 +296,33 @@ def plot_uncertainty(
     covariance ellipse, over ``image (C, H, W)`` when given. 1D: the placements along t (with
     the signal ``(C, T)`` above when given), the true span shaded and mean ± 2σ marked.
     """
-    pts, mean, cov = _np(result.placements), _np(result.mean), _np(result.covariance)
-    true, size = _np(result.true), _np(result.size)
+    pts, mean, cov = as_numpy(result.placements), as_numpy(result.mean), as_numpy(result.covariance)
+    true, size = as_numpy(result.true), as_numpy(result.size)
     label = title or (
         f"target {result.target}: uncertainty {result.uncertainty:.3g} samples² "
         f"({result.uncertainty_rel:.3g} in target sizes²), bias {result.bias:.3g}"
     )
+    args = (pts, mean, cov, true, size, image)
     if result.ndim == 2:
-        from matplotlib.patches import Rectangle
-
-        fig = _figure((6, 6))
-        ax = fig.subplots()
-        if image is not None:
-            img = _np(image)
-            lo, hi = float(img.min()), float(img.max())
-            ih, iw = img.shape[-2:]
-            ax.imshow(_display(img, lo, hi), interpolation="nearest", extent=(0, iw, ih, 0))
-        ax.scatter(pts[:, 1], pts[:, 0], s=12, c="tab:cyan", ec="k", lw=0.3, label="placements")
-        ax.add_patch(
-            Rectangle(
-                (true[1] - size[1] / 2, true[0] - size[0] / 2),
-                size[1],
-                size[0],
-                fill=False,
-                ec="lime",
-                lw=1.5,
-            )
-        )
-        ax.plot(true[1], true[0], "o", color="lime", ms=8, mec="k", label="true centre")
-        ax.plot(mean[1], mean[0], "x", color="orange", ms=10, mew=2, label="mean")
-        _ellipse(ax, mean, cov)
-        if image is None:
-            ax.set_aspect("equal")
-            ax.invert_yaxis()
-        else:
-            lo_x = min(0.0, float(pts[:, 1].min()) - 1)
-            hi_x = max(float(iw), float(pts[:, 1].max()) + 1)
-            lo_y = min(0.0, float(pts[:, 0].min()) - 1)
-            hi_y = max(float(ih), float(pts[:, 0].max()) + 1)
-            ax.set_xlim(lo_x, hi_x)
-            ax.set_ylim(hi_y, lo_y)
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
-        ax.legend(loc="upper right", fontsize=8)
+        fig = _uncertainty_2d(*args)
     elif result.ndim == 1:
-        rows = 2 if image is not None else 1
-        fig = _figure((10, 2.2 + 1.8 * rows))
-        axes = np.atleast_1d(fig.subplots(rows, 1, sharex=True))
-        if image is not None:
-            sig = _np(image)
-            sig = sig[None] if sig.ndim == 1 else sig
-            step = 2.2 * max(float(np.abs(sig).max()), 1e-6)
-            t = np.arange(sig.shape[-1]) + 0.5
-            for ch in range(sig.shape[0]):
-                axes[0].plot(t, sig[ch] - ch * step, lw=0.7, color=f"C{ch % 10}")
-            axes[0].axvspan(true[0] - size[0] / 2, true[0] + size[0] / 2, color="lime", alpha=0.3)
-            axes[0].set_yticks([])
-        ax = axes[-1]
-        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(pts))
-        ax.axvspan(true[0] - size[0] / 2, true[0] + size[0] / 2, color="lime", alpha=0.25)
-        ax.scatter(pts[:, 0], jitter, s=14, c="tab:cyan", ec="k", lw=0.3, label="placements")
-        ax.axvline(true[0], color="green", lw=2, label="true centre")
-        sd = float(np.sqrt(max(cov[0, 0], 0.0)))
-        ax.axvline(mean[0], color="orange", lw=2, label="mean")
-        ax.axvspan(mean[0] - 2 * sd, mean[0] + 2 * sd, color="orange", alpha=0.15, label="±2σ")
-        ax.set_ylim(-1, 1)
-        ax.set_yticks([])
-        ax.set_xlabel("t (samples)")
-        ax.legend(loc="upper right", fontsize=8, ncols=4)
+        fig = _uncertainty_1d(*args)
     else:
         raise ValueError(f"plot_uncertainty supports 1D and 2D; got D={result.ndim}")
     fig.suptitle(label, fontsize=10)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_symmetry(
     matrices: dict[str, Any], path: str | Path | None = None, *, title: str | None = None
 ) -> Figure:
     """Predicted (top) and true (bottom) ``N x N`` matrices per axis from
-    :func:`~relpos.analysis.capabilities.symmetry_matrices`, diverging colormap centred on 0
+    :func:`~relpos.analysis.symmetry.symmetry_matrices`, diverging colormap centred on 0
     (one symmetric colour range per axis)."""
     axes_names = tuple(matrices["axes"])
-    pred, true = _np(matrices["pred"]), _np(matrices["true"])
+    pred, true = as_numpy(matrices["pred"]), as_numpy(matrices["true"])
     d = len(axes_names)
-    fig = _figure((3.6 * d + 1.0, 6.6))
+    fig = new_figure((3.6 * d + 1.0, 6.6))
     grid = np.atleast_2d(fig.subplots(2, d, squeeze=False))
     for a, name in enumerate(axes_names):
         vmax = float(max(np.abs(true[a]).max(), np.abs(pred[a]).max(), 1e-9))
@@ -313,7 +334,7 @@ def plot_symmetry(
             ax.set_ylabel("reference i")
         fig.colorbar(im, ax=grid[:, a], shrink=0.8)
     fig.suptitle(title or "relative-position matrices (rows: reference, columns: target)")
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(
@@ -329,14 +350,14 @@ def plot_confusion(
     Colours show row-normalised fractions (recall per class) when ``normalize``; each cell is
     annotated with its count (and percentage of the row).
     """
-    m = _np(cm).astype(float)
+    m = as_numpy(cm).astype(float)
     k = len(class_names)
     if m.shape != (k, k):
         raise ValueError(f"cm must be ({k}, {k}) for {k} class names; got {m.shape}")
     rows = m.sum(1, keepdims=True)
     frac = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     shown = frac if normalize else m
-    fig = _figure((1.0 + 0.75 * k, 0.6 + 0.7 * k))
+    fig = new_figure((1.0 + 0.75 * k, 0.6 + 0.7 * k))
     ax = fig.subplots()
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(m.max(), 1))
     for i in range(k):  # K x K text labels: a tiny loop for annotation only
@@ -359,61 +380,4 @@ def plot_confusion(
     total = m.sum()
     acc = float(np.trace(m) / total) if total else float("nan")
     ax.set_title(title or f"confusion matrix (accuracy {acc:.3f})")
-    return _finish(fig, path)
-
-
-def _stage_rows(class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Row of each class on the hypnogram (0 = top): W, R, N1, N2, N3, then any others."""
-    canon = [_STAGE_ALIASES.get(str(c).strip().lower(), str(c)) for c in class_names]
-    known = [s for s in STAGE_ORDER if s in canon]
-    extra = [c for c in canon if c not in STAGE_ORDER]
-    labels = known + extra
-    rows = np.array([labels.index(c) for c in canon], dtype=float)
-    return rows, labels
-
-
-def plot_hypnogram(
-    true: Tensor | np.ndarray | Sequence[int],
-    pred: Tensor | np.ndarray | Sequence[int],
-    class_names: Sequence[str],
-    epoch_seconds: float = 30,
-    path: str | Path | None = None,
-    *,
-    title: str | None = None,
-) -> Figure:
-    """True (top) and predicted (bottom) sleep stage over time as step plots.
-
-    Stages are rows from the top in the conventional order W, R, N1, N2, N3 (aliases such as
-    ``"Wake"``, ``"REM"`` are recognised; other class names go below). Labels are indices into
-    ``class_names``; negative labels (unscored) leave gaps. Time is in hours.
-    """
-    t_lab, p_lab = _np(true).astype(int).ravel(), _np(pred).astype(int).ravel()
-    if t_lab.shape != p_lab.shape:
-        raise ValueError(f"true and pred must have the same length; got {t_lab.size}, {p_lab.size}")
-    k = len(class_names)
-    if max(t_lab.max(initial=-1), p_lab.max(initial=-1)) >= k:
-        raise ValueError(f"labels must index the {k} class names")
-    rows, labels = _stage_rows(class_names)
-    n = t_lab.size
-    hours = np.arange(n + 1) * epoch_seconds / 3600.0
-
-    def level(lab: np.ndarray) -> np.ndarray:
-        y = np.where(lab >= 0, rows[np.clip(lab, 0, k - 1)], np.nan)
-        return np.append(y, y[-1] if n else np.nan)  # closing step for where="post"
-
-    fig = _figure((12, 4.6))
-    axes = fig.subplots(2, 1, sharex=True, sharey=True)
-    for ax, (name, lab, colour) in zip(
-        axes, (("true", t_lab, "k"), ("predicted", p_lab, "tab:blue"))
-    ):
-        ax.step(hours, level(lab), where="post", color=colour, lw=1.0)
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_ylim(len(labels) - 0.5, -0.5)
-        ax.set_ylabel(name)
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xlabel("time (h)")
-    axes[-1].set_xlim(0, hours[-1] if n else 1)
-    scored = (t_lab >= 0) & (p_lab >= 0)
-    acc = float((t_lab[scored] == p_lab[scored]).mean()) if scored.any() else float("nan")
-    fig.suptitle(title or f"hypnogram: {n} epochs of {epoch_seconds:g} s, agreement {acc:.3f}")
-    return _finish(fig, path)
+    return save_figure(fig, path)

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from relpos.core.spans import Spans
@@ -148,13 +147,13 @@ def _resample(x: Tensor, spans: Spans, ts: tuple[int, ...], extent: tuple[int, .
         idx = rel.reshape(b, n, 1, t * taps).expand(b, n, c, t * taps)
         tapped = block.gather(-1, idx).view(b, n, c, t, taps)
         return (tapped * weights[:, :, None]).sum(-1)
-    weights = [
+    axis_weights = [
         _axis_weights(start[..., a], size[..., a], ts[a], wstart[..., a, None], window[a])
         for a in range(d)
     ]
     win, out = _WIN_LETTERS[3 - d :], _OUT_LETTERS[3 - d :]
     expr = f"bnc{win}," + ",".join(f"bn{o}{i}" for o, i in zip(out, win)) + f"->bnc{out}"
-    return torch.einsum(expr, block, *weights)
+    return torch.einsum(expr, block, *axis_weights)
 
 
 def extract(x: Tensor, spans: Spans, token_shape: int | Sequence[int]) -> Tensor:

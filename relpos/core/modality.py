@@ -1,8 +1,10 @@
-"""Modalities: a modality is only a choice of axes, channels, token shape and samplers.
+"""Modalities: a modality is one registered object naming an input kind's axes, channels, token
+shape, span samplers, optional on-the-fly transform and default data source.
 
-Adding a new modality (spectrograms, video, ...) needs no change to the core: write a factory
-returning a :class:`Modality` and, to make it nameable from configs and the CLI, register it
-with :func:`register_modality`.
+Configs name a modality (``modality: {name: spectrogram, ...}``), and training, the command
+line and the experiments build from it. Adding one (spectrograms, video, ...) needs no change
+to relpos: write a factory returning a :class:`Modality` and register it with
+:func:`register_modality`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
-from relpos.core.extract import extract
-from relpos.core.samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
+from relpos.core.extract import tokenize
+from relpos.core.registry import Registry
+from relpos.core.samplers import Grid, RandomBoxes, RandomCuboids, RandomWindows, SpanSampler
 from relpos.core.spans import Spans
 
 __all__ = [
+    "MODALITIES",
+    "STFT",
     "Modality",
+    "RandomCuboids",
     "get_modality",
     "image",
     "list_modalities",
@@ -30,17 +37,26 @@ __all__ = [
     "video",
 ]
 
+Transform = Callable[[Tensor], Tensor]
+
 
 @dataclass
 class Modality:
     """What the spine needs to know about an input kind.
 
     Attributes:
-        name: a label for logs.
-        channels: C of the input ``(B, C, *extent)``.
+        name: the registered name (configs, logs).
+        channels: C of the input ``(B, C, *extent)`` that tokens are cut from.
         token_shape: per-axis token size (D entries).
         sampler: spans for PART pretraining (off-grid).
         grid: on-grid spans for finetuning and PART-grid.
+        transform: optional ``x -> x`` applied to each batch on the training device before
+            tokens are cut (e.g. a raw signal ``(B, C, T)`` to a spectrogram
+            ``(B, C, F, T')``); ``None``: the data is already ``(B, C, *extent)``.
+        data_source: the data source (``relpos.train.data``) the command line uses for this
+            modality when none is named.
+        preset: a shipped preset whose ``pretrain``/``finetune`` sections are this modality's
+            default training configs on the command line (``None``: built from this object).
     """
 
     name: str
@@ -48,15 +64,23 @@ class Modality:
     token_shape: tuple[int, ...]
     sampler: SpanSampler
     grid: Grid
+    transform: Transform | None = None
+    data_source: str | None = None
+    preset: str | None = None
 
     @property
     def ndim(self) -> int:
+        """D, the number of spatial axes."""
         return len(self.token_shape)
 
     @property
     def token_dim(self) -> int:
         """Flattened token size ``C * prod(token_shape)`` (the encoder's ``token_dim``)."""
         return self.channels * math.prod(self.token_shape)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """``x`` after the modality's transform (the identity without one)."""
+        return x if self.transform is None else self.transform(x)
 
     def tokenize(
         self,
@@ -71,9 +95,7 @@ class Modality:
                 f"{self.name}: expected input (B, {self.channels}, <{self.ndim} axes>); "
                 f"got {tuple(x.shape)}"
             )
-        sampler = sampler or self.sampler
-        spans = sampler(tuple(x.shape[2:]), x.shape[0], generator=generator, device=x.device)
-        return extract(x, spans, self.token_shape), spans
+        return tokenize(x, sampler or self.sampler, self.token_shape, generator=generator)
 
     def num_grid_tokens(self, extent: Sequence[int]) -> int:
         return self.grid.num_spans(extent)
@@ -100,14 +122,44 @@ def image(
         sampler: SpanSampler = RandomBoxes.multiscale((ph, pw), count, snap=snap)
     else:
         sampler = RandomBoxes(size=(ph, pw), count=count, snap=snap)
-    return Modality("image", channels, (ph, pw), sampler, Grid((ph, pw)))
+    return Modality(
+        "image", channels, (ph, pw), sampler, Grid((ph, pw)),
+        data_source="images", preset="mnist5k-demo",
+    )  # fmt: skip
 
 
 def signal(channels: int = 6, window: int = 100, count: int = 40, *, snap: bool = True) -> Modality:
     """1D multichannel signals ``(B, C, T)``: ``count`` windows of ``window`` samples."""
     return Modality(
-        "signal", channels, (window,), RandomWindows(window, count, snap=snap), Grid((window,))
-    )
+        "signal", channels, (window,), RandomWindows(window, count, snap=snap), Grid((window,)),
+        data_source="eeg_store", preset="physionet2018-demo",
+    )  # fmt: skip
+
+
+class STFT:
+    """Log-magnitude short-time Fourier transform: ``(B, C, T) -> (B, C, n_fft // 2 + 1, T')``.
+
+    ``T' = 1 + T // hop`` (centred frames, Hann window); runs on the input's device.
+    """
+
+    def __init__(self, n_fft: int = 64, hop: int | None = None, *, log: bool = True) -> None:
+        if n_fft < 2 or (hop is not None and hop < 1):
+            raise ValueError(f"STFT: n_fft must be >= 2 and hop >= 1; got {n_fft}, {hop}")
+        self.n_fft, self.hop, self.log = int(n_fft), int(hop or n_fft // 4), bool(log)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.ndim != 3:
+            raise ValueError(f"STFT: expected a signal (B, C, T); got {tuple(x.shape)}")
+        window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
+        spec = torch.stft(
+            rearrange(x, "b c t -> (b c) t"), self.n_fft, self.hop, window=window,
+            return_complex=True,
+        ).abs()  # fmt: skip
+        spec = torch.log1p(spec) if self.log else spec
+        return rearrange(spec, "(b c) f t -> b c f t", b=x.shape[0])
+
+    def __repr__(self) -> str:
+        return f"STFT(n_fft={self.n_fft}, hop={self.hop}, log={self.log})"
 
 
 def spectrogram(
@@ -117,68 +169,54 @@ def spectrogram(
     count: int = 64,
     *,
     snap: bool = False,
+    n_fft: int | None = None,
+    hop: int | None = None,
 ) -> Modality:
-    """Spectrograms ``(B, C, F, T)``: boxes of ``freq_patch x time_patch`` bins."""
+    """Spectrograms ``(B, C, F, T)``: boxes of ``freq_patch x time_patch`` bins.
+
+    With ``n_fft``, the data are raw signals ``(B, C, T)`` turned into log-magnitude
+    spectrograms on the training device (:class:`STFT`); without, they are spectrograms already.
+    """
     return Modality(
         "spectrogram",
         channels,
         (freq_patch, time_patch),
         RandomBoxes(size=(freq_patch, time_patch), count=count, snap=snap),
         Grid((freq_patch, time_patch)),
+        transform=None if n_fft is None else STFT(n_fft, hop),
+        data_source="arrays",
     )
-
-
-class RandomCuboids(SpanSampler):
-    """3D spans ``(t, y, x)`` of fixed size, uniformly placed (used by :func:`video`)."""
-
-    ndim = 3
-
-    def __init__(self, size: Sequence[int], count: int) -> None:
-        if count < 2:
-            raise ValueError(f"RandomCuboids: count must be >= 2; got {count}")
-        self.size = tuple(float(s) for s in size)
-        self.count = int(count)
-
-    def num_spans(self, extent) -> int:
-        return self.count
-
-    def __call__(self, extent, batch, *, generator=None, device=None) -> Spans:
-        ext = torch.tensor(list(extent), dtype=torch.float32, device=device)
-        size = torch.tensor(self.size, device=device).expand(batch, self.count, 3)
-        if bool((size[0, 0] > ext).any()):
-            raise ValueError(
-                f"RandomCuboids: size {self.size} is larger than the extent {tuple(extent)}"
-            )
-        gdev = generator.device if generator is not None else device
-        u = torch.rand((batch, self.count, 3), generator=generator, device=gdev).to(size.device)
-        return Spans(u * (ext - size) + size / 2, size.clone())
 
 
 def video(channels: int = 3, tubelet: Sequence[int] = (2, 16, 16), count: int = 196) -> Modality:
     """Videos ``(B, C, T, H, W)``: tubelets of ``tubelet`` frames x pixels."""
     ts = tuple(int(t) for t in tubelet)
-    return Modality("video", channels, ts, RandomCuboids(ts, count), Grid(ts))
+    return Modality("video", channels, ts, RandomCuboids(ts, count), Grid(ts), data_source="arrays")
 
 
-_MODALITIES: dict[str, Callable[..., Modality]] = {
-    "image": image,
-    "signal": signal,
-    "spectrogram": spectrogram,
-    "video": video,
-}
+#: modality name -> ``factory(**options) -> Modality``
+MODALITIES: Registry[Callable[..., Modality]] = Registry("modality")
+for _name, _factory in (
+    ("image", image),
+    ("signal", signal),
+    ("spectrogram", spectrogram),
+    ("video", video),
+):
+    MODALITIES.register(_name, _factory)
 
 
 def register_modality(name: str, factory: Callable[..., Modality]) -> None:
-    """Make ``factory(**kwargs) -> Modality`` available by name (configs, CLI)."""
-    _MODALITIES[name] = factory
+    """Make ``factory(**options) -> Modality`` available by name (configs, CLI)."""
+    MODALITIES.register(name, factory)
 
 
 def list_modalities() -> list[str]:
-    return sorted(_MODALITIES)
+    return MODALITIES.names()
 
 
 def get_modality(name: str, **kwargs: Any) -> Modality:
     """Build a registered modality by name, e.g. ``get_modality("signal", channels=6)``."""
-    if name not in _MODALITIES:
-        raise ValueError(f"unknown modality {name!r}; known: {', '.join(list_modalities())}")
-    return _MODALITIES[name](**kwargs)
+    modality = MODALITIES.get(name)(**kwargs)
+    if not isinstance(modality, Modality):
+        raise ValueError(f"modality {name!r}: its factory returned {type(modality).__name__}")
+    return modality

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,13 @@ from relpos.core.samplers import SpanSampler
 from relpos.core.spans import Scale, Spans, relative_targets, sample_pairs, target_names
 
 __all__ = ["PART", "PARTOutput", "pretext_errors"]
+
+
+class Encoder(Protocol):
+    """What PART needs of an encoder: ``forward_features(tokens (B, N, ...), spans)`` returning
+    ``(B, P + N, d)``, where P is the encoder's ``num_prefix_tokens`` (0 when absent)."""
+
+    def forward_features(self, tokens: Tensor, spans: Spans | None = None) -> Tensor: ...
 
 
 @dataclass
@@ -91,7 +99,7 @@ class PART(nn.Module):
 
     def predict(self, tokens: Tensor, spans: Spans | None, pairs: Tensor) -> Tensor:
         """Predicted relative positions ``(B, M, T)`` for given pairs (no targets, no loss)."""
-        feats = self.encoder.forward_features(tokens, spans)
+        feats = cast(Encoder, self.encoder).forward_features(tokens, spans)
         feats = feats[:, getattr(self.encoder, "num_prefix_tokens", 0) :]
         return self.head(feats, pairs)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,9 +18,12 @@ from torch import Tensor
 from relpos.core.random import draw
 from relpos.core.spans import Spans
 
-__all__ = ["Grid", "RandomBoxes", "RandomWindows", "SpanSampler"]
+__all__ = ["Grid", "RandomBoxes", "RandomCuboids", "RandomSpans", "RandomWindows", "SpanSampler"]
 
 Range = tuple[float, float]
+Gen = torch.Generator | None
+Device = torch.device | str | None
+Extent = int | Sequence[int]
 
 
 def _extent(extent: int | Sequence[int], ndim: int | None, who: str) -> tuple[int, ...]:
@@ -31,7 +35,7 @@ def _extent(extent: int | Sequence[int], ndim: int | None, who: str) -> tuple[in
     return ext
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+def _rand(shape: tuple[int, ...], generator: Gen, device: Device) -> Tensor:
     """Uniform [0, 1) floats drawn on the generator's device and moved to ``device``."""
     return draw(torch.rand, shape, generator=generator, device=device)
 
@@ -55,7 +59,9 @@ def _check_range(value: Range, field: str, who: str, positive: bool = True) -> R
     return lo, hi
 
 
-def _place(size: Tensor, extent: tuple[int, ...], snap: bool, generator, device) -> Tensor:
+def _place(
+    size: Tensor, extent: tuple[int, ...], snap: bool, generator: Gen, device: Device
+) -> Tensor:
     """Uniform start corners for spans of ``size (B, N, D)`` inside ``extent``; returns centres."""
     ext = torch.tensor(extent, dtype=size.dtype, device=size.device)
     u = _rand(tuple(size.shape), generator, size.device)
@@ -78,8 +84,8 @@ class SpanSampler(ABC):
         extent: int | Sequence[int],
         batch: int,
         *,
-        generator: torch.Generator | None = None,
-        device=None,
+        generator: Gen = None,
+        device: Device = None,
     ) -> Spans:
         """Draw spans for ``batch`` examples of spatial shape ``extent``."""
 
@@ -92,57 +98,164 @@ class SpanSampler(ABC):
         return f"{type(self).__name__}({fields})"
 
 
-class RandomWindows(SpanSampler):
+class RandomSpans(SpanSampler):
+    """``count`` N-D spans per example, uniformly placed; any number of axes.
+
+    Span sizes (input units, one per axis) are chosen in one of three ways:
+
+    - fixed ``size`` (a number for every axis, or one per axis);
+    - ``size`` plus ``scale=(lo, hi)`` (a side multiplier, log-uniform) and, for 2-D spans,
+      ``ratio=(lo, hi)`` (aspect ratio of the last axis to the first, log-uniform), like a
+      random-resized crop;
+    - independent per-axis ``ranges=[(lo, hi), ...]``, drawn uniformly.
+
+    Sizes are clipped to the input. ``ndim`` fixes the number of axes; by default it follows
+    ``size``/``ranges`` (a single number: any extent). :class:`RandomBoxes` (2-D) and
+    :class:`RandomCuboids` (3-D) are presets of it; :class:`RandomWindows` (1-D) shares its
+    placement.
+    """
+
+    def __init__(
+        self,
+        size: float | Sequence[float] | None = None,
+        count: int = 64,
+        *,
+        ranges: Sequence[Range] | None = None,
+        scale: Range | None = None,
+        ratio: Range | None = None,
+        snap: bool = False,
+        ndim: int | None = None,
+    ) -> None:
+        who = type(self).__name__
+        self.count = _check_count(count, who)
+        if ranges is not None and (scale is not None or ratio is not None):
+            raise ValueError(f"{who}: per-axis ranges exclude scale/ratio")
+        if size is None and ranges is None:
+            raise ValueError(f"{who}: give a size, or per-axis ranges")
+        self.size: tuple[float, ...] | float | None = None
+        if size is not None:
+            vals = [size] if isinstance(size, (int, float)) else list(size)
+            if not vals or min(vals) <= 0:
+                raise ValueError(f"{who}: size must be positive; got {size!r}")
+            self.size = float(size) if isinstance(size, (int, float)) else tuple(map(float, vals))
+        self.ranges = (
+            None
+            if ranges is None
+            else tuple(_check_range(r, f"ranges[{i}]", who) for i, r in enumerate(ranges))
+        )
+        self.scale = _check_range(scale, "scale", who) if scale is not None else None
+        self.ratio = _check_range(ratio, "ratio", who) if ratio is not None else None
+        self.snap = bool(snap)
+        axes = {len(v) for v in (self.size, self.ranges) if isinstance(v, tuple)}
+        if ndim is not None:
+            axes.add(int(ndim))
+        if len(axes) > 1:
+            raise ValueError(f"{who}: size, ranges and ndim disagree on the number of axes")
+        self.ndim = axes.pop() if axes else None
+        if self.ratio is not None and self.ndim not in (2, None):
+            raise ValueError(f"{who}: ratio needs 2-D spans; got {self.ndim} axes")
+
+    def num_spans(self, extent: Extent) -> int:
+        return self.count
+
+    def _min_size(self, d: int) -> tuple[float, ...]:
+        if self.ranges is not None:
+            return tuple(r[0] for r in self.ranges)
+        if self.scale is None and self.ratio is None:
+            return self._fixed(d)
+        return (0.0,) * d  # random-resized sizes are clipped to the input
+
+    def _fixed(self, d: int) -> tuple[float, ...]:
+        assert self.size is not None
+        return self.size if isinstance(self.size, tuple) else (self.size,) * d
+
+    def _check_fits(self, ext: tuple[int, ...]) -> None:
+        low = self._min_size(len(ext))
+        if any(m > e for m, e in zip(low, ext)):
+            raise ValueError(
+                f"{type(self).__name__}: span size {low} is larger than the extent {ext}"
+            )
+
+    def _sizes(self, ext: tuple[int, ...], batch: int, generator: Gen, device: Device) -> Tensor:
+        """Span sizes ``(B, N, D)`` for inputs of spatial shape ``ext``."""
+        b, n, d = batch, self.count, len(ext)
+        limit = torch.tensor(ext, dtype=torch.float32, device=device)
+        if self.ranges is not None:
+            lo = torch.tensor([r[0] for r in self.ranges], device=device)
+            hi = torch.tensor([r[1] for r in self.ranges], device=device)
+            size = lo + _rand((b, n, d), generator, device) * (hi - lo)
+        else:
+            size = torch.tensor(self._fixed(d), device=device).expand(b, n, d).clone()
+            if self.scale is not None or self.ratio is not None:
+                size = size * self._resize_factor(b, n, d, generator, device)
+        if self.snap:
+            size = size.round().clamp_min(1)
+        return torch.minimum(size, limit)
+
+    def _resize_factor(self, b: int, n: int, d: int, generator: Gen, device: Device) -> Tensor:
+        """Per-axis multipliers ``(B, N, D)``: log-uniform scale, and aspect ratio in 2-D."""
+        u = _rand((b, n, 2 if d == 2 else 1), generator, device)
+        s_lo, s_hi = self.scale or (1.0, 1.0)
+        log_s = math.log(s_lo) + u[..., 0] * (math.log(s_hi) - math.log(s_lo))
+        if d != 2:
+            return torch.stack([log_s] * d, -1).exp()
+        r_lo, r_hi = self.ratio or (1.0, 1.0)
+        log_r = math.log(r_lo) + u[..., 1] * (math.log(r_hi) - math.log(r_lo))
+        return torch.stack([log_s - log_r / 2, log_s + log_r / 2], -1).exp()
+
+    def __call__(
+        self, extent: Extent, batch: int, *, generator: Gen = None, device: Device = None
+    ) -> Spans:
+        ext = _extent(extent, self.ndim, type(self).__name__)
+        self._check_fits(ext)
+        size = self._sizes(ext, batch, generator, device)
+        return Spans(_place(size, ext, self.snap, generator, device), size)
+
+
+class RandomWindows(RandomSpans):
     """``count`` 1D windows per example, uniformly placed.
 
     Args:
         length: fixed window length (samples), or a ``(min, max)`` range drawn uniformly per
-            window.
+            window (the part of the range that fits the extent).
         count: windows per example (>= 2).
         snap: integer starts and lengths (then extraction of fixed-length windows is an exact
             copy of the samples).
     """
 
-    ndim = 1
-
     def __init__(self, length: float | Range, count: int, *, snap: bool = False) -> None:
         who = "RandomWindows"
-        self.count = _check_count(count, who)
         if isinstance(length, (tuple, list)):
             self.length: float | Range = _check_range(length, "length", who)
+            super().__init__(count=count, ranges=[self.length], snap=snap)
         else:
             if length <= 0:
                 raise ValueError(f"{who}: length must be positive; got {length}")
             self.length = float(length)
-        self.snap = bool(snap)
+            super().__init__(self.length, count, snap=snap, ndim=1)
 
-    def _max_length(self) -> float:
-        return self.length[1] if isinstance(self.length, tuple) else self.length
-
-    def num_spans(self, extent) -> int:
-        return self.count
-
-    def __call__(self, extent, batch, *, generator=None, device=None) -> Spans:
-        (n,) = _extent(extent, 1, "RandomWindows")
+    def _check_fits(self, ext: tuple[int, ...]) -> None:
         lo_needed = self.length[0] if isinstance(self.length, tuple) else self.length
-        if lo_needed > n:
-            raise ValueError(f"RandomWindows: length {self.length} is larger than the extent {n}")
+        if lo_needed > ext[0]:
+            raise ValueError(
+                f"RandomWindows: length {self.length} is larger than the extent {ext[0]}"
+            )
+
+    def _sizes(self, ext: tuple[int, ...], batch: int, generator: Gen, device: Device) -> Tensor:
+        (n,) = ext
         shape = (batch, self.count, 1)
         if isinstance(self.length, tuple):
             lo, hi = self.length[0], min(self.length[1], n)
             if self.snap:
                 lo, hi = math.ceil(lo), math.floor(hi)
                 size = torch.floor(_rand(shape, generator, device) * (hi - lo + 1)) + lo
-                size = size.clamp_max(hi)
-            else:
-                size = lo + _rand(shape, generator, device) * (hi - lo)
-        else:
-            length = float(round(self.length)) if self.snap else self.length
-            size = torch.full(shape, length, device=device)
-        return Spans(_place(size, (n,), self.snap, generator, device), size)
+                return size.clamp_max(hi)
+            return lo + _rand(shape, generator, device) * (hi - lo)
+        length = float(round(self.length)) if self.snap else self.length
+        return torch.full(shape, length, device=device)
 
 
-class RandomBoxes(SpanSampler):
+class RandomBoxes(RandomSpans):
     """``count`` 2D boxes per example, uniformly placed.
 
     Sizes are ``(height, width)`` in pixels, chosen in one of three ways:
@@ -157,11 +270,9 @@ class RandomBoxes(SpanSampler):
     Sides are clipped to the image.
     """
 
-    ndim = 2
-
     def __init__(
         self,
-        size: int | tuple[float, float] | None = None,
+        size: float | tuple[float, float] | None = None,
         count: int = 64,
         *,
         scale: Range | None = None,
@@ -171,69 +282,41 @@ class RandomBoxes(SpanSampler):
         snap: bool = False,
     ) -> None:
         who = "RandomBoxes"
-        self.count = _check_count(count, who)
         if (height is None) != (width is None):
             raise ValueError(f"{who}: give both height and width ranges, or neither")
         if height is not None and (scale is not None or ratio is not None):
             raise ValueError(f"{who}: height/width ranges exclude scale/ratio")
         if size is None and height is None:
             raise ValueError(f"{who}: give a size, or height and width ranges")
-        self.size: tuple[float, float] | None = None
         if size is not None:
             hw = (size, size) if isinstance(size, (int, float)) else tuple(size)
             if len(hw) != 2 or min(hw) <= 0:
                 raise ValueError(f"{who}: size must be a positive int or (h, w); got {size!r}")
-            self.size = (float(hw[0]), float(hw[1]))
-        self.scale = _check_range(scale, "scale", who) if scale is not None else None
-        self.ratio = _check_range(ratio, "ratio", who) if ratio is not None else None
-        self.height = _check_range(height, "height", who) if height is not None else None
-        self.width = _check_range(width, "width", who) if width is not None else None
-        self.snap = bool(snap)
+            size = (float(hw[0]), float(hw[1]))
+        ranges = None
+        if height is not None and width is not None:
+            ranges = [_check_range(height, "height", who), _check_range(width, "width", who)]
+        super().__init__(size, count, ranges=ranges, scale=scale, ratio=ratio, snap=snap, ndim=2)
 
     @classmethod
     def multiscale(
-        cls, token: int | tuple[int, int], count: int, low: float = 0.5, high: float = 2.0, **kw
+        cls,
+        token: int | tuple[int, int],
+        count: int,
+        low: float = 0.5,
+        high: float = 2.0,
+        **kw: Any,
     ) -> RandomBoxes:
         """Boxes whose height and width are drawn independently in ``[low, high] * token``."""
         th, tw = (token, token) if isinstance(token, int) else token
         return cls(count=count, height=(low * th, high * th), width=(low * tw, high * tw), **kw)
 
-    def num_spans(self, extent) -> int:
-        return self.count
 
-    def _min_sides(self) -> tuple[float, float]:
-        if self.height is not None:
-            return self.height[0], self.width[0]
-        h, w = self.size
-        if self.scale is None and self.ratio is None:
-            return h, w
-        return 0.0, 0.0  # random-resized sizes are clipped to the image
+class RandomCuboids(RandomSpans):
+    """3D spans ``(t, y, x)`` of a fixed size, uniformly placed (videos)."""
 
-    def __call__(self, extent, batch, *, generator=None, device=None) -> Spans:
-        ext = _extent(extent, 2, "RandomBoxes")
-        mh, mw = self._min_sides()
-        if mh > ext[0] or mw > ext[1]:
-            raise ValueError(f"RandomBoxes: box size ({mh}, {mw}) is larger than the extent {ext}")
-        b, n = batch, self.count
-        limit = torch.tensor(ext, dtype=torch.float32, device=device)
-        if self.height is not None:
-            lo = torch.tensor([self.height[0], self.width[0]], device=device)
-            hi = torch.tensor([self.height[1], self.width[1]], device=device)
-            size = lo + _rand((b, n, 2), generator, device) * (hi - lo)
-        else:
-            size = torch.tensor(self.size, device=device).expand(b, n, 2).clone()
-            if self.scale is not None or self.ratio is not None:
-                u = _rand((b, n, 2), generator, device)
-                s_lo, s_hi = self.scale or (1.0, 1.0)
-                r_lo, r_hi = self.ratio or (1.0, 1.0)
-                log_s = math.log(s_lo) + u[..., 0] * (math.log(s_hi) - math.log(s_lo))
-                log_r = math.log(r_lo) + u[..., 1] * (math.log(r_hi) - math.log(r_lo))
-                factor = torch.stack([log_s - log_r / 2, log_s + log_r / 2], -1).exp()
-                size = size * factor
-        if self.snap:
-            size = size.round().clamp_min(1)
-        size = torch.minimum(size, limit)
-        return Spans(_place(size, ext, self.snap, generator, device), size)
+    def __init__(self, size: Sequence[float], count: int) -> None:
+        super().__init__(tuple(float(s) for s in size), count, ndim=3)
 
 
 class Grid(SpanSampler):
@@ -265,14 +348,14 @@ class Grid(SpanSampler):
                 raise ValueError(f"Grid: {name} must hold positive integers; got {v!r}")
         self.ndim = None if isinstance(self.token_shape, int) else len(self.token_shape)
 
-    def _per_axis(self, value, d: int, field: str) -> tuple[int, ...]:
+    def _per_axis(self, value: int | tuple[int, ...], d: int, field: str) -> tuple[int, ...]:
         if isinstance(value, int):
             return (value,) * d
         if len(value) != d:
             raise ValueError(f"Grid: {field} {value!r} does not match the {d}-D extent")
         return tuple(value)
 
-    def _layout(self, extent) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    def _layout(self, extent: Extent) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         ext = _extent(extent, self.ndim, "Grid")
         d = len(ext)
         size = self._per_axis(self.size if self.size is not None else self.token_shape, d, "size")
@@ -282,10 +365,12 @@ class Grid(SpanSampler):
         counts = tuple((e - s) // st + 1 for e, s, st in zip(ext, size, stride))
         return size, stride, counts
 
-    def num_spans(self, extent) -> int:
+    def num_spans(self, extent: Extent) -> int:
         return math.prod(self._layout(extent)[2])
 
-    def __call__(self, extent, batch, *, generator=None, device=None) -> Spans:
+    def __call__(
+        self, extent: Extent, batch: int, *, generator: Gen = None, device: Device = None
+    ) -> Spans:
         size, stride, counts = self._layout(extent)
         axes = [
             torch.arange(c, device=device, dtype=torch.float32) * st

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -116,7 +116,7 @@ class Spans:
     def __len__(self) -> int:
         return self.batch
 
-    def __getitem__(self, index) -> Spans:
+    def __getitem__(self, index: Any) -> Spans:
         """Index the (B, N) axes; an integer batch index keeps a batch axis of one.
 
         ``spans[3]`` -> spans of example 3 as ``(1, N, D)``; ``spans[:, :10]`` -> first ten
@@ -132,7 +132,9 @@ class Spans:
             )
         return Spans(c, s)
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> Spans:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Spans:
         """Move (and optionally cast) both tensors."""
         return Spans(
             self.centre.to(device=device, dtype=dtype), self.size.to(device=device, dtype=dtype)
@@ -174,7 +176,12 @@ class Spans:
         return f"Spans(B={self.batch}, N={self.num}, D={self.ndim}, device={self.device})"
 
 
-def _randint(high: int, shape: tuple[int, ...], generator, device) -> Tensor:
+def _randint(
+    high: int,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> Tensor:
     """Uniform integers in [0, high), drawn on the generator's device, returned on ``device``."""
     return draw(torch.randint, high, shape, generator=generator, device=device)
 
@@ -185,7 +192,7 @@ def sample_pairs(
     num_pairs: int,
     *,
     generator: torch.Generator | None = None,
-    device=None,
+    device: torch.device | str | None = None,
     self_pairs: bool = False,
 ) -> Tensor:
     """Draw ``num_pairs`` random (reference, target) index pairs per example.

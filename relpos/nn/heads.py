@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from relpos.core.registry import Registry
 from relpos.core.spans import gather_tokens
 
 __all__ = [
+    "HEADS",
     "CrossAttentionHead",
     "MLPHead",
     "PairwiseMLPHead",
@@ -129,25 +131,24 @@ class MLPHead(RelativeHead):
         return gather_tokens(table, pairs[..., 0] * n + pairs[..., 1])
 
 
-_HEADS: dict[str, type[RelativeHead]] = {
-    "cross_attention": CrossAttentionHead,
-    "pairwise_mlp": PairwiseMLPHead,
-    "mlp": MLPHead,
-}
+#: relative head name -> head class (names are case- and dash-insensitive)
+HEADS: Registry[type[RelativeHead]] = Registry(
+    "head", normalize=lambda name: name.replace("-", "_").lower()
+)
+HEADS.register("cross_attention", CrossAttentionHead)
+HEADS.register("pairwise_mlp", PairwiseMLPHead)
+HEADS.register("mlp", MLPHead)
 
 
 def register_head(name: str, cls: type[RelativeHead]) -> None:
     """Make a custom head available to :func:`create_head` and configs under ``name``."""
-    _HEADS[name] = cls
+    HEADS.register(name, cls)
 
 
 def list_heads() -> list[str]:
-    return sorted(_HEADS)
+    return HEADS.names()
 
 
 def create_head(name: str, dim: int, out_dim: int, **kwargs: Any) -> RelativeHead:
     """Build a head by name: ``cross_attention``, ``pairwise_mlp`` or ``mlp``."""
-    key = name.replace("-", "_").lower()
-    if key not in _HEADS:
-        raise ValueError(f"unknown head {name!r}; known heads: {', '.join(list_heads())}")
-    return _HEADS[key](dim=dim, out_dim=out_dim, **kwargs)
+    return HEADS.get(name)(dim=dim, out_dim=out_dim, **kwargs)

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from relpos.core.registry import Registry
 from relpos.core.spans import Spans
 
 __all__ = [
+    "MODELS",
     "ViT",
     "create_model",
     "list_models",
@@ -184,14 +186,16 @@ class ViT(nn.Module):
         self.pos_embed_type = pos_embed
         self.pos_drop = pos_drop
         self.pos_unit = pos_unit
-        self.global_pool = global_pool
+        self.global_pool: str = global_pool
         self.num_prefix_tokens = 1 if class_token else 0
         self.num_classes = num_classes
 
         self.embed = nn.Linear(token_dim, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         self.pos_embed = (
-            nn.Parameter(torch.zeros(1, num_tokens, dim)) if pos_embed == "learned" else None
+            nn.Parameter(torch.zeros(1, num_tokens, dim))
+            if pos_embed == "learned" and num_tokens
+            else None
         )
         self.drop = nn.Dropout(drop)
         rates = torch.linspace(0, drop_path, depth).tolist()
@@ -224,15 +228,18 @@ class ViT(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
             self.config["global_pool"] = global_pool
-        self.head = nn.Linear(self.dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Identity()
         if num_classes > 0:
-            nn.init.trunc_normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
+            head = nn.Linear(self.dim, num_classes)
+            nn.init.trunc_normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+            self.head = head
 
     def _position(self, x: Tensor, spans: Spans | None) -> Tensor | None:
         if self.pos_embed_type == "none":
             return None
         if self.pos_embed_type == "learned":
+            assert self.pos_embed is not None  # pos_embed="learned" always builds the table
             if x.shape[1] != self.pos_embed.shape[1]:
                 raise ValueError(
                     f"learned position embeddings expect {self.pos_embed.shape[1]} tokens; "
@@ -300,32 +307,28 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "vit_mini": dict(token_dim=48, dim=128, depth=4, heads=4),
 }
 
+#: encoder preset name -> ``ViT`` keyword defaults
+MODELS: Registry[dict[str, Any]] = Registry("model preset")
+for _name, _defaults in _PRESETS.items():
+    MODELS.register(_name, _defaults)
+
 
 def register_model(name: str, **defaults: Any) -> None:
     """Add (or replace) a named preset for :func:`create_model`."""
-    _PRESETS[name] = dict(defaults)
+    MODELS.register(name, dict(defaults))
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`."""
-    return sorted(_PRESETS)
+    return MODELS.names()
 
 
 def create_model(name: str, **overrides: Any) -> ViT:
     """Build a :class:`ViT` from a named preset, e.g. ``create_model("vit_small", token_dim=48)``."""
-    if name not in _PRESETS:
-        raise ValueError(
-            f"unknown model preset {name!r}; known presets: {', '.join(list_models())}"
-        )
-    kwargs = {**_PRESETS[name], **overrides}
+    kwargs = {**MODELS.get(name), **overrides}
     return ViT(**kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def param_summary() -> dict[str, int]:
-    """Parameter counts of the presets as created by default (no head, no position table)."""
-    return {name: count_parameters(create_model(name)) for name in list_models()}

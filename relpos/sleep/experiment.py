@@ -6,7 +6,6 @@ records in the official format.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from relpos.sleep.physionet2018 import EEG_CHANNELS, STAGES
+from relpos.core.atomic import atomic_write_json
+from relpos.sleep.format import EEG_CHANNELS, STAGES
 from relpos.sleep.preprocess import Pipeline, default_pipeline
 from relpos.sleep.store import (
     EpochDataset,
@@ -26,10 +26,12 @@ from relpos.sleep.store import (
     prepare_store,
     save_splits,
 )
-from relpos.train.api import describe, predict, quiet, train
+from relpos.train import recipes
+from relpos.train.api import predict, train
 from relpos.train.checkpoint import load_model
 from relpos.train.config import Base, GridConfig, TrainConfig, load_preset
 from relpos.train.metrics import classification_report
+from relpos.train.recipes import Column, describe, method_label, quiet
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +40,16 @@ __all__ = [
     "SleepConfig",
     "evaluate_checkpoint",
     "finetune_config",
+    "prepare_data",
     "pretrain_config",
     "run_demo",
+    "run_methods",
     "write_splits",
 ]
 
-Method = Literal["part", "part_grid", "supervised_pos", "supervised_nopos"]
-METHODS: tuple[str, ...] = ("part", "part_grid", "supervised_pos", "supervised_nopos")
-METHOD_LABELS = {
-    "part": "PART (off-grid, relative)",
-    "part_grid": "PART-grid (on-grid, relative)",
-    "supervised_pos": "supervised, with position embeddings",
-    "supervised_nopos": "supervised, without position embeddings",
-}
+SleepMethod = Literal["part", "part_grid", "supervised_pos", "supervised_nopos"]
+#: the methods of the sleep comparison (defined in relpos.train.recipes)
+METHODS: tuple[SleepMethod, ...] = ("part", "part_grid", "supervised_pos", "supervised_nopos")
 
 
 #: ``relpos demo sleep --quick``: the whole path on a budget of seconds (tests, smoke checks)
@@ -107,7 +106,7 @@ class SleepConfig(Base):
     pretrain: TrainConfig
     finetune: TrainConfig
     part_grid: GridConfig = GridConfig()
-    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
+    methods: list[SleepMethod] = Field(default_factory=lambda: list(METHODS))
     eval_batch_size: int = 512
 
 
@@ -118,25 +117,15 @@ def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> Sle
 # ---------------------------------------------------------------------- configs per method
 def pretrain_config(cfg: SleepConfig, method: str = "part") -> TrainConfig:
     """The pretraining run of ``method``: PART (off-grid windows) or PART-grid (on-grid)."""
-    if method not in ("part", "part_grid"):
-        raise ValueError(f"method {method!r} has no pretraining (use part or part_grid)")
-    pt = cfg.pretrain.model_copy(deep=True)
-    pt.task = "pretrain"
-    if method == "part_grid":
-        pt.pretext.sampler = cfg.part_grid.model_copy()
-    return pt
+    return recipes.pretrain_config(
+        cfg.pretrain, method, samplers={"grid": cfg.part_grid}, known=METHODS
+    )
 
 
 def finetune_config(cfg: SleepConfig, method: str, init: str | Path | None = None) -> TrainConfig:
-    """The finetuning run of ``method`` (with the pretrained encoder ``init`` for PART ones)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    ft = cfg.finetune.model_copy(deep=True)
-    ft.task = "finetune"
-    if method == "supervised_nopos":
-        ft.finetune.pos_embed = "none"
-    ft.finetune.init = str(init) if init is not None else None
-    return ft
+    """The finetuning run of ``method`` (with the pretrained encoder ``init`` for PART ones);
+    position embeddings as the preset's ``finetune`` section says, none for supervised_nopos."""
+    return recipes.finetune_config(cfg.finetune, method, init, known=METHODS)
 
 
 # ---------------------------------------------------------------------- steps
@@ -214,7 +203,7 @@ def evaluate_checkpoint(
     report["checkpoint"] = str(checkpoint)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+        atomic_write_json(out / "metrics.json", report)
         if plots:
             _plots(report, pred, data, out)
     return report
@@ -224,7 +213,8 @@ def _plots(
     report: dict[str, Any], pred: dict[str, np.ndarray], data: EpochDataset, out: Path
 ) -> None:
     try:
-        from relpos.analysis.plots import plot_confusion, plot_hypnogram
+        from relpos.analysis.plots import plot_confusion
+        from relpos.sleep.plots import plot_hypnogram
     except ImportError as exc:  # matplotlib is an extra
         log.warning("plots skipped (%s); install relpos[plot]", exc)
         return
@@ -240,34 +230,26 @@ def _plots(
 
 # ---------------------------------------------------------------------- the whole experiment
 def format_table(results: dict[str, dict[str, Any]], seed: int) -> str:
-    lines = [
-        f"Sleep staging on held-out subjects (seed {seed})",
-        f"{'method':<42} {'kappa':>6} {'acc':>6} {'mF1':>6}  "
-        + " ".join(f"{s:>5}" for s in STAGES),
+    """Kappa, accuracy, macro-F1 and per-stage F1 of every method."""
+    columns = [Column("kappa", 6), Column("acc", 6), Column("mF1", 6)] + [
+        Column(s, 5, ".2f", "  " if i == 0 else " ") for i, s in enumerate(STAGES)
     ]
-    for method, r in results.items():
-        f1 = " ".join(f"{r['per_class'][s]['f1']:>5.2f}" for s in STAGES)
-        lines.append(
-            f"{METHOD_LABELS.get(method, method):<42} {r['kappa']:>6.3f} {r['accuracy']:>6.3f} {r['macro_f1']:>6.3f}  {f1}"
+    rows = [
+        (
+            method_label(method),
+            [r["kappa"], r["accuracy"], r["macro_f1"], *(r["per_class"][s]["f1"] for s in STAGES)],
         )
-    return "\n".join(lines)
+        for method, r in results.items()
+    ]
+    title = f"Sleep staging on held-out subjects (seed {seed})"
+    return recipes.format_table(title, columns, rows, label_width=42)
 
 
-def run_demo(
-    cfg: SleepConfig,
-    out: str | Path,
-    *,
-    data_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Run the experiment end to end; each step resumes from what ``out`` already holds.
-
-    Writes ``out/records`` (synthetic, unless ``data_dir`` is given), ``out/store``,
-    ``out/splits.json``, ``out/pretrain-<method>``, ``out/finetune-<method>``,
-    ``out/eval-<method>`` and ``out/results.json``; returns the results.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def prepare_data(
+    cfg: SleepConfig, out: Path, data_dir: str | Path | None, progress: bool
+) -> tuple[dict[str, list[str]], dict[str, EpochDataset], dict[str, float]]:
+    """Records (synthesised unless ``data_dir`` is given) -> ``out/store`` -> subject splits
+    (``out/splits.json``, reused when there) -> datasets; returns splits, datasets, timings."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     src = Path(data_dir) if data_dir is not None else out / "records"
@@ -310,18 +292,25 @@ def run_demo(
         + " | epochs: "
         + ", ".join(f"{k} {len(d)}" for k, d in data.items())
     )
+    return splits, data, timings
 
+
+def run_methods(
+    cfg: SleepConfig, data: dict[str, EpochDataset], out: Path, progress: bool
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, float]]:
+    """Pretrain the PART methods, finetune and evaluate every method of ``cfg.methods``;
+    returns the evaluation reports, the run summaries and the timings."""
+    timings: dict[str, float] = {}
     encoders: dict[str, Path] = {}
     runs: dict[str, Any] = {}
-    for method in ("part", "part_grid"):
-        if method in cfg.methods:
-            t = time.perf_counter()
-            encoders[method], runs[f"pretrain-{method}"] = run_pretrain(
-                quiet(pretrain_config(cfg, method), progress),
-                data["pretrain"],
-                out / f"pretrain-{method}",
-            )
-            timings[f"pretrain-{method}"] = time.perf_counter() - t
+    for method in [m for m in METHODS if m in cfg.methods and recipes.get_method(m).pretrains]:
+        t = time.perf_counter()
+        encoders[method], runs[f"pretrain-{method}"] = run_pretrain(
+            quiet(pretrain_config(cfg, method), progress),
+            data["pretrain"],
+            out / f"pretrain-{method}",
+        )
+        timings[f"pretrain-{method}"] = time.perf_counter() - t
     results: dict[str, dict[str, Any]] = {}
     for method in cfg.methods:
         t = time.perf_counter()
@@ -336,6 +325,28 @@ def run_demo(
             out / f"eval-{method}",
             batch_size=cfg.eval_batch_size,
         )
+    return results, runs, timings
+
+
+def run_demo(
+    cfg: SleepConfig,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the experiment end to end; each step resumes from what ``out`` already holds.
+
+    Writes ``out/records`` (synthetic, unless ``data_dir`` is given), ``out/store``,
+    ``out/splits.json``, ``out/pretrain-<method>``, ``out/finetune-<method>``,
+    ``out/eval-<method>`` and ``out/results.json``; returns the results.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    splits, data, timings = prepare_data(cfg, out, data_dir, progress)
+    results, runs, run_timings = run_methods(cfg, data, out, progress)
+    timings.update(run_timings)
     timings["total"] = time.perf_counter() - t0
     table = format_table(results, cfg.finetune.runtime.seed)
     summary_out = {
@@ -350,5 +361,5 @@ def run_demo(
         "timings_s": timings,
         "table": table,
     }
-    (out / "results.json").write_text(json.dumps(summary_out, indent=2))
+    atomic_write_json(out / "results.json", summary_out)
     return summary_out

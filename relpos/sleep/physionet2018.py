@@ -357,6 +357,30 @@ def _read_annotations(path: Path) -> tuple[np.ndarray, list[str], float | None]:
     return samples, notes, (float(ann.fs) if ann.fs else None)
 
 
+def _stage_notes(
+    path: Path, ann_samples: np.ndarray, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stage notes among all notes, sorted by sample: (samples (n,) int64, labels (n,)
+    int64); event markers are left out, unknown stage-like notes warn and become
+    :data:`UNLABELLED`."""
+    codes = [classify_note(n) for n in notes]
+    keep = np.array([c is not None for c in codes], dtype=bool)
+    samples = ann_samples[keep]
+    code = np.array([c for c in codes if c is not None], dtype=np.int64)
+    order = np.argsort(samples, kind="stable")
+    samples, code = samples[order], code[order]
+    unknown = code == UNKNOWN_STAGE
+    if unknown.any():
+        bad = sorted({n.strip() for n, c in zip(notes, codes) if c == UNKNOWN_STAGE})
+        warnings.warn(
+            f"{path}: unknown stage note(s) {bad} at sample(s) {samples[unknown][:10].tolist()}"
+            f"; the epochs they cover are unlabelled",
+            stacklevel=3,
+        )
+        code = np.where(unknown, UNLABELLED, code)
+    return samples, code
+
+
 def read_stage_labels(
     rec: RecordFiles,
     n_samples: int,
@@ -405,26 +429,11 @@ def read_stage_labels(
     if abs(epoch_samples - epoch_seconds * fs) > 1e-6:
         raise RecordError(f"{path}: {epoch_seconds} s is not a whole number of samples at {fs} Hz")
 
-    codes = [classify_note(n) for n in notes]
-    keep = np.array([c is not None for c in codes], dtype=bool)
-    samples = ann_samples[keep]
-    code = np.array([c for c in codes if c is not None], dtype=np.int64)
+    samples, code = _stage_notes(path, ann_samples, notes)
     if code.size == 0:
         warnings.warn(f"{path}: no sleep-stage notes; the record is unlabelled", stacklevel=2)
         n = max(int(n_samples) // epoch_samples, 0)
         return StageLabels(0, np.full(n, UNLABELLED, np.int8), fs, epoch_samples, 0)
-    order = np.argsort(samples, kind="stable")
-    samples, code = samples[order], code[order]
-    unknown = code == UNKNOWN_STAGE
-    if unknown.any():
-        bad = sorted({n.strip() for n, c in zip(notes, codes) if c == UNKNOWN_STAGE})
-        warnings.warn(
-            f"{path}: unknown stage note(s) {bad} at sample(s) {samples[unknown][:10].tolist()}"
-            f"; the epochs they cover are unlabelled",
-            stacklevel=2,
-        )
-        code = np.where(unknown, UNLABELLED, code)
-
     onset = int(samples[0])
     n_epochs = max((int(n_samples) - onset) // epoch_samples, 0)
     starts = onset + epoch_samples * np.arange(n_epochs, dtype=np.int64)

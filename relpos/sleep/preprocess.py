@@ -11,25 +11,24 @@ prepared data (see :mod:`relpos.sleep.store`). Step kinds, in the order a pipeli
 The default (:func:`default_pipeline`) is the paper's: Bandpass 0.1-30 Hz zero-phase FIR at the
 original rate -> Resample to 100 Hz -> 30-s epochs -> per-epoch, per-channel instance norm.
 
-Speed: the FIR is MNE's design (:func:`mne.filter.create_filter`, the one
-:func:`mne.filter.filter_data` uses) applied by a float32 batched-FFT overlap-add with MNE's
-``reflect_limited`` edge padding. It matches ``filter_data`` to ~3e-7 relative and takes
-0.32 s instead of 1.40 s (float64, n_jobs=1) for 6 x 5.76 M samples (8 h at 200 Hz).
-``Bandpass(engine="mne")`` calls ``filter_data`` itself.
+Speed: the FIR is MNE's design applied by a float32 batched-FFT overlap-add
+(:mod:`relpos.sleep.filters`), 0.32 s instead of MNE's 1.40 s for 6 x 5.76 M samples (8 h at
+200 Hz), equal to ``mne.filter.filter_data`` to ~3e-7 relative. ``Bandpass(engine="mne")``
+calls ``filter_data`` itself.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import scipy.fft
 import scipy.signal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from relpos.sleep.filters import fir_design, fir_filter, mne_filter
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +42,7 @@ __all__ = [
     "Step",
     "default_pipeline",
     "drop_bad_epochs",
+    "fir_filter",
     "instance_norm",
 ]
 
@@ -57,96 +57,6 @@ class _StepBase(BaseModel):
 # --------------------------------------------------------------------------------------------
 # Bandpass
 # --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=32)
-def _fir_design(fs: float, l_freq: float | None, h_freq: float | None) -> np.ndarray:
-    """MNE's default zero-phase FIR (firwin, hamming, automatic length and transitions)."""
-    import mne
-
-    h = mne.filter.create_filter(
-        None, fs, l_freq, h_freq, method="fir", phase="zero", fir_design="firwin", verbose=False
-    )
-    h = np.asarray(h, dtype=np.float64)
-    h.setflags(write=False)
-    return h
-
-
-def _smart_pad_1d(x: np.ndarray, n_pad: int) -> np.ndarray:
-    """MNE's ``reflect_limited`` padding of a 1-D signal: odd reflection, zeros beyond."""
-    n = x.shape[-1]
-    if n_pad == 0:
-        return x
-    z = np.zeros(max(n_pad - n + 1, 0), dtype=x.dtype)
-    return np.concatenate(
-        [z, 2 * x[:1] - x[n_pad:0:-1], x, 2 * x[-1:] - x[-2 : -n_pad - 2 : -1], z]
-    )
-
-
-def _mne_n_fft(n_h: int, n_x: int) -> int:
-    """FFT block length chosen by MNE's cost model (``_overlap_add_filter``)."""
-    min_fft = 2 * n_h - 1
-    if n_x < min_fft:
-        return scipy.fft.next_fast_len(min_fft)
-    big = np.ceil(np.log2(n_x)) + 1
-    N = 2 ** np.arange(np.ceil(np.log2(min_fft)), big, dtype=np.int64)
-    cost = np.ceil(n_x / (N - n_h + 1).astype(np.float64)) * N * (np.log2(N) + 1)
-    cost += 4e-5 * N * n_x
-    return int(N[np.argmin(cost)])
-
-
-def fir_filter(
-    x: np.ndarray, h: np.ndarray, n_fft: int | None = None, group: int = 16
-) -> np.ndarray:
-    """Zero-phase FIR filtering like ``mne.filter.filter_data`` (overlap-add), in float32.
-
-    Each channel is padded with MNE's ``reflect_limited`` edges (len(h) - 1 samples) and cut
-    into blocks of ``n_fft - len(h) + 1`` samples; ``group`` blocks at a time are transformed
-    together (batched rFFT into a reused ~2 MB buffer, which keeps the work in cache and
-    avoids page faults), multiplied by the filter spectrum and overlap-added; the output is
-    centred (delay (len(h) - 1) / 2 removed). Same block length as MNE by default.
-
-    Args:
-        x: (C, T) or (T,) signal.
-        h: (L,) odd-length linear-phase FIR.
-        n_fft: FFT block length (default: MNE's cost model, 32768 for L = 6601).
-        group: blocks per batched FFT.
-
-    Returns:
-        Filtered signal, same shape as ``x``, float32.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    x2 = x.reshape(-1, x.shape[-1])
-    n_h, T = len(h), x2.shape[-1]
-    if n_h % 2 != 1:
-        raise ValueError("zero-phase FIR needs an odd number of taps")
-    n_edge = max(min(n_h, T) - 1, 0)
-    shift = (n_h - 1) // 2 + n_edge
-    n_x = T + 2 * n_edge
-    if n_fft is None:
-        n_fft = _mne_n_fft(n_h, n_x)
-    seg = n_fft - n_h + 1
-    nb = -(-n_x // seg)
-    H = scipy.fft.rfft(np.asarray(h, np.float32), n_fft)
-    out = np.empty(x2.shape, dtype=np.float32)
-    G = max(min(group, nb), 1)
-    buf = np.zeros((G, n_fft), dtype=np.float32)
-    xp = np.zeros(nb * seg, dtype=np.float32)
-    acc = np.zeros(nb * seg + n_fft, dtype=np.float32)
-    for c in range(x2.shape[0]):  # channels, then groups of blocks (not epochs)
-        xp[:n_x] = _smart_pad_1d(x2[c], n_edge) if n_edge else x2[c]
-        blocks = xp.reshape(nb, seg)
-        acc[:] = 0.0
-        for b0 in range(0, nb, G):
-            k = min(G, nb - b0)
-            buf[:k, :seg] = blocks[b0 : b0 + k]
-            spec = scipy.fft.rfft(buf[:k], axis=1)
-            spec *= H
-            yb = scipy.fft.irfft(spec, n_fft, axis=1)
-            acc[b0 * seg : (b0 + k) * seg] += yb[:, :seg].reshape(-1)
-            acc[(b0 + 1) * seg : (b0 + k + 1) * seg].reshape(k, seg)[:, : n_h - 1] += yb[:, seg:]
-        out[c] = acc[shift : shift + T]
-    return out.reshape(x.shape)
 
 
 class Bandpass(_StepBase):
@@ -165,7 +75,7 @@ class Bandpass(_StepBase):
     l_freq: float | None = 0.1
     h_freq: float | None = 30.0
     method: Literal["fir", "iir"] = "fir"
-    iir_order: int = Field(4, ge=1, le=16)
+    iir_order: int = Field(default=4, ge=1, le=16)
     engine: Literal["fast", "mne"] = "fast"
 
     @model_validator(mode="after")
@@ -181,25 +91,8 @@ class Bandpass(_StepBase):
         if self.h_freq is not None and self.h_freq >= fs / 2:
             raise ValueError(f"h_freq {self.h_freq} Hz is not below Nyquist ({fs / 2} Hz)")
         if self.method == "fir" and self.engine == "fast":
-            return fir_filter(x, _fir_design(float(fs), self.l_freq, self.h_freq)), fs
-        import mne
-
-        kwargs: dict[str, Any] = {}
-        if self.method == "iir":
-            kwargs = {
-                "method": "iir",
-                "iir_params": {"order": self.iir_order, "ftype": "butter", "output": "sos"},
-            }
-        y = mne.filter.filter_data(
-            np.asarray(x, dtype=np.float64),
-            fs,
-            self.l_freq,
-            self.h_freq,
-            n_jobs=1,
-            verbose=False,
-            **kwargs,
-        )
-        return y.astype(np.float32), fs
+            return fir_filter(x, fir_design(float(fs), self.l_freq, self.h_freq)), fs
+        return mne_filter(x, fs, self.l_freq, self.h_freq, self.method, self.iir_order), fs
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +114,7 @@ class Resample(_StepBase):
     Kaiser anti-alias FIR, up/down from the reduced rational ratio)."""
 
     name: Literal["resample"] = "resample"
-    sfreq: float = Field(100.0, gt=0)
+    sfreq: float = Field(default=100.0, gt=0)
 
     def ratio(self, fs: float) -> tuple[int, int]:
         """(up, down) for input rate ``fs``."""
@@ -264,7 +157,7 @@ class Epochs(_StepBase):
     starting at the label onset."""
 
     name: Literal["epochs"] = "epochs"
-    seconds: float = Field(30.0, gt=0)
+    seconds: float = Field(default=30.0, gt=0)
 
     def samples(self, fs: float) -> int:
         """Samples per epoch at ``fs``."""
@@ -347,7 +240,7 @@ class InstanceNorm(_StepBase):
     """Per-epoch, per-channel standardisation; applied when an epoch is loaded."""
 
     name: Literal["instance_norm"] = "instance_norm"
-    eps: float = Field(1e-6, ge=0)
+    eps: float = Field(default=1e-6, ge=0)
 
     def apply(self, x: Any) -> Any:
         """Normalise (..., S) epochs (numpy or torch)."""
@@ -478,7 +371,8 @@ class Pipeline(BaseModel):
         nan_ep = np.zeros(n_raw, dtype=bool)
         nan_t = np.isnan(x)
         if nan_t.any():
-            nan_ep = nan_t[:, onset : onset + n_raw * S0].reshape(C, n_raw, S0).any(axis=(0, 2))
+            nan_raw = nan_t[:, onset : onset + n_raw * S0].reshape(C, n_raw, S0)
+            nan_ep = np.asarray(nan_raw.any(axis=(0, 2)))
             x = _interpolate_nans(x, nan_t)
         del nan_t
         flat_ep = (np.ptp(raw, axis=2) <= flat_ptp).any(axis=0) if n_raw else nan_ep.copy()

@@ -1,9 +1,11 @@
-"""Pieces shared by the experiments: building models from configs (with pretrained encoders),
-pretraining/finetuning runs, and batched prediction."""
+"""The public training API: ``train`` (build the model of a config and run the loop) and
+``predict`` (batched class probabilities), plus ``build_finetune_model`` and two small
+experiment helpers (``describe``, ``quiet``)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +14,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from relpos.core.extract import extract
 from relpos.nn.vit import ViT
+from relpos.train.callbacks import Callback
 from relpos.train.checkpoint import load_encoder, load_encoder_weights
 from relpos.train.config import TrainConfig, build_model
-from relpos.train.loop import FitResult, fit
-from relpos.train.tasks import FinetuneTask, make_task, split_batch
+from relpos.train.loop import EvalFn, fit
+from relpos.train.state import FitResult
+from relpos.train.tasks import Augment, FinetuneTask, Task, make_task, split_batch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_finetune_model", "predict", "quiet", "train"]
+__all__ = ["build_finetune_model", "describe", "predict", "quiet", "train"]
 
 
 def build_finetune_model(cfg: TrainConfig) -> ViT:
@@ -45,19 +48,35 @@ def train(
     *,
     groups: np.ndarray | None = None,
     class_weights: torch.Tensor | None = None,
-    augment=None,
-    eval_fn=None,
+    augment: Augment | None = None,
+    eval_fn: EvalFn | None = None,
     resume: bool = True,
+    callbacks: Iterable[Callback] = (),
 ) -> tuple[nn.Module, FitResult]:
-    """Build the model of ``cfg`` and run the training loop on ``dataset``."""
+    """Build the model of ``cfg`` and run the training loop on ``dataset``.
+
+    See ``relpos.train.loop.fit`` for the arguments and outputs; ``callbacks``
+    (``relpos.train.callbacks.Callback``) observe the run on rank 0.
+    """
     torch.manual_seed(cfg.runtime.seed)
+    task: Task
     if cfg.task == "finetune":
         model: nn.Module = build_finetune_model(cfg)
         task = FinetuneTask(cfg, class_weights=class_weights, augment=augment)
     else:
         model = build_model(cfg)
         task = make_task(cfg, augment=augment)
-    result = fit(cfg, model, task, dataset, out_dir, groups=groups, resume=resume, eval_fn=eval_fn)
+    result = fit(
+        cfg,
+        model,
+        task,
+        dataset,
+        out_dir,
+        groups=groups,
+        resume=resume,
+        eval_fn=eval_fn,
+        callbacks=callbacks,
+    )
     return model, result
 
 
@@ -77,8 +96,7 @@ def predict(
     """
     device = torch.device(device or next(model.parameters()).device)
     model = model.to(device).eval()
-    grid = cfg.grid_sampler()
-    ts = tuple(cfg.modality.token_shape)
+    task = FinetuneTask(cfg)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -87,13 +105,10 @@ def predict(
         collate_fn=getattr(dataset, "collate_fn", None),
     )
     probs, labels, groups = [], [], []
-    spans = None
     for batch in loader:
         x, y = split_batch(batch)
-        x = x.to(device).float()
-        if spans is None or spans.batch != x.shape[0]:
-            spans = grid(tuple(x.shape[2:]), x.shape[0], device=device)
-        logits = model(extract(x, spans, ts), spans)
+        x = task.modality.prepare(x.to(device).float())
+        logits = task.logits(model, x)
         probs.append(logits.float().softmax(-1).cpu())
         labels.append(y.cpu() if y is not None else torch.full((x.shape[0],), -1))
         g = batch[2] if isinstance(batch, (tuple, list)) and len(batch) > 2 else None
@@ -108,6 +123,7 @@ def predict(
 
 
 def describe(result: FitResult) -> dict[str, Any]:
+    """A flat, JSON-ready summary of a run (for experiment tables)."""
     return {
         "out_dir": str(result.out_dir),
         "steps": result.steps,

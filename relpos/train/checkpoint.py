@@ -1,6 +1,6 @@
-"""Checkpoints that lose nothing: atomic writes, RNG states, fallback to the previous one when the
-newest is damaged, encoder export to safetensors, and loaders that rebuild models from the config
-a checkpoint carries."""
+"""Checkpoints that lose nothing: atomic writes (through ``relpos.core.atomic``), RNG states,
+fallback to the previous one when the newest is damaged, encoder export to safetensors, and
+loaders that rebuild models from the config a checkpoint carries."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from relpos.core.atomic import TMP_MARK, atomic_path, atomic_write_json
 from relpos.nn.vit import ViT
 from relpos.train.config import TrainConfig, build_model
 
@@ -38,35 +39,13 @@ __all__ = [
 _CKPT = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a reader sees the
-    old file or the complete new one, never a partial write."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    """``torch.save`` through :func:`relpos.core.atomic.atomic_path` (temporary file, fsync,
+    rename, fsync of the directory): a reader sees the old file or the complete new one, never
+    a partial write."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def check_writable(directory: str | Path, need_bytes: int = 0) -> Path:
@@ -92,7 +71,7 @@ def check_writable(directory: str | Path, need_bytes: int = 0) -> Path:
 # ---------------------------------------------------------------------- RNG
 def capture_rng(span_generator: torch.Generator | None = None) -> dict[str, Any]:
     """Every RNG the training loop draws from, in a ``torch.load(weights_only=True)``-safe form."""
-    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global stream
+    np_state = cast("tuple[Any, ...]", np.random.get_state())  # noqa: NPY002 - legacy stream
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -159,7 +138,7 @@ class CheckpointManager:
 
     def save(self, state: dict[str, Any], step: int) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob(".ckpt-*.tmp-*"):
+        for stale in self.directory.glob(f".ckpt-*{TMP_MARK}*"):
             stale.unlink(missing_ok=True)  # leftovers of a killed write
         path = atomic_save(state, self.directory / f"ckpt-{step:09d}.pt")
         for old in self.paths()[self.keep :]:
@@ -216,11 +195,9 @@ def export_encoder(model: nn.Module, path: str | Path, extra: dict[str, Any] | N
     enc = encoder_of(model)
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "relpos": "encoder"})
-    os.replace(tmp, path)
-    meta = {"vit": enc.config, **(extra or {})}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "relpos": "encoder"})
+    atomic_write_json(path.with_suffix(".json"), {"vit": enc.config, **(extra or {})})
     return path
 
 

@@ -16,32 +16,57 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from relpos.core.modality import MODALITIES, Modality, get_modality
 from relpos.core.part import PART
-from relpos.core.samplers import Grid, RandomBoxes, RandomWindows, SpanSampler
-from relpos.nn.heads import create_head
-from relpos.nn.vit import ViT, create_model
+from relpos.core.sampler_configs import (
+    BoxesConfig,
+    CuboidsConfig,
+    GridConfig,
+    SamplerConfig,
+    SpansConfig,
+    WindowsConfig,
+    parse_sampler,
+)
+from relpos.core.samplers import Grid, SpanSampler
+from relpos.nn.heads import HEADS, create_head
+from relpos.nn.vit import MODELS, ViT, create_model
 
 __all__ = [
     "BoxesConfig",
+    "CuboidsConfig",
     "EncoderConfig",
     "FinetuneConfig",
     "GridConfig",
     "ModalityConfig",
     "OptimConfig",
+    "PresetSections",
     "PretextConfig",
     "RuntimeConfig",
+    "SamplerConfig",
+    "SpansConfig",
     "TrainConfig",
     "WindowsConfig",
+    "build_modality",
     "build_model",
     "list_presets",
     "load_config",
     "load_preset",
+    "merge",
+    "parse_overrides",
     "save_config",
 ]
 
-Range = tuple[float, float]
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -50,75 +75,29 @@ class Base(BaseModel):
 
 
 # ---------------------------------------------------------------------- samplers
-class WindowsConfig(Base):
-    """1D random windows (:class:`~relpos.core.samplers.RandomWindows`)."""
-
-    kind: Literal["windows"] = "windows"
-    length: float | Range = 100
-    count: int = 40
-    snap: bool = False
-
-    def build(self) -> SpanSampler:
-        return RandomWindows(self.length, self.count, snap=self.snap)
+#: a sampler config, ``{kind: name, **fields}``, validated by the config class registered under
+#: ``kind`` (:func:`relpos.core.sampler_configs.register_sampler`)
+SamplerField = Annotated[SerializeAsAny[SamplerConfig], BeforeValidator(parse_sampler)]
 
 
-class BoxesConfig(Base):
-    """2D random boxes (:class:`~relpos.core.samplers.RandomBoxes`)."""
-
-    kind: Literal["boxes"] = "boxes"
-    size: float | tuple[float, float] | None = 16
-    count: int = 196
-    scale: Range | None = None
-    ratio: Range | None = None
-    height: Range | None = None
-    width: Range | None = None
-    snap: bool = False
-
-    def build(self) -> SpanSampler:
-        size = None if self.height is not None else self.size
-        return RandomBoxes(
-            size=size,
-            count=self.count,
-            scale=self.scale,
-            ratio=self.ratio,
-            height=self.height,
-            width=self.width,
-            snap=self.snap,
-        )
-
-
-class GridConfig(Base):
-    """On-grid spans (:class:`~relpos.core.samplers.Grid`); ``token_shape`` defaults to the modality's."""
-
-    kind: Literal["grid"] = "grid"
-    token_shape: list[int] | None = None
-    stride: list[int] | None = None
-    size: list[int] | None = None
-
-    def build(self, token_shape: tuple[int, ...] | None = None) -> Grid:
-        ts = self.token_shape or token_shape
-        if ts is None:
-            raise ValueError("grid sampler: token_shape is not set")
-        return Grid(tuple(ts), stride=self.stride, size=self.size)
-
-
-SamplerConfig = Annotated[WindowsConfig | BoxesConfig | GridConfig, Field(discriminator="kind")]
-
-
-def build_sampler(
-    cfg: WindowsConfig | BoxesConfig | GridConfig, token_shape: tuple[int, ...]
-) -> SpanSampler:
-    return cfg.build(token_shape) if isinstance(cfg, GridConfig) else cfg.build()
+def build_sampler(cfg: SamplerConfig, token_shape: tuple[int, ...]) -> SpanSampler:
+    return cfg.build(token_shape)
 
 
 # ---------------------------------------------------------------------- model parts
 class ModalityConfig(Base):
-    """The input: ``(B, channels, *extent)`` cut into tokens of ``token_shape``."""
+    """The input: ``(B, channels, *extent)`` cut into tokens of ``token_shape``.
+
+    ``name`` is a registered modality (:func:`relpos.core.modality.register_modality`) built with
+    ``options``; it supplies the number of axes, the on-the-fly transform and the default data
+    source. ``extent`` is the shape tokens are cut from (after the transform).
+    """
 
     name: str = "signal"
-    channels: int = 6
-    extent: list[int] = [3000]
-    token_shape: list[int] = [100]
+    channels: Annotated[int, Field(ge=1)] = 6
+    extent: list[Annotated[int, Field(ge=1)]] = [3000]
+    token_shape: list[Annotated[int, Field(ge=1)]] = [100]
+    options: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _check(self) -> ModalityConfig:
@@ -130,7 +109,21 @@ class ModalityConfig(Base):
             raise ValueError(
                 f"modality: token_shape {self.token_shape} exceeds extent {self.extent}"
             )
+        registered = self.registered()
+        if registered.ndim != len(self.extent):
+            raise ValueError(
+                f"modality {self.name!r} has {registered.ndim} axes; extent {self.extent} has "
+                f"{len(self.extent)}"
+            )
         return self
+
+    def registered(self) -> Modality:
+        """The registered modality ``name`` built with ``options`` (errors list known names)."""
+        MODALITIES.get(self.name)
+        try:
+            return get_modality(self.name, **self.options)
+        except TypeError as exc:
+            raise ValueError(f"modality {self.name!r}: bad options {self.options}: {exc}") from exc
 
     @property
     def token_dim(self) -> int:
@@ -141,18 +134,28 @@ class ModalityConfig(Base):
         return len(self.extent)
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class EncoderConfig(Base):
     """A ViT preset (``relpos models``) plus overrides; position settings come from the task."""
 
     preset: str = "vit_eeg_mini"
-    dim: int | None = None
-    depth: int | None = None
-    heads: int | None = None
-    mlp_ratio: float | None = None
-    drop: float | None = None
-    attn_drop: float | None = None
-    drop_path: float | None = None
+    dim: Annotated[int, Field(ge=1)] | None = None
+    depth: Annotated[int, Field(ge=1)] | None = None
+    heads: Annotated[int, Field(ge=1)] | None = None
+    mlp_ratio: Annotated[float, Field(gt=0)] | None = None
+    drop: Fraction | None = None
+    attn_drop: Fraction | None = None
+    drop_path: Fraction | None = None
     class_token: bool | None = None
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        if v not in MODELS:
+            raise ValueError(f"unknown encoder preset {v!r}; known: {', '.join(MODELS.names())}")
+        return v
 
     def build(self, **task: Any) -> ViT:
         overrides = {k: v for k, v in self.model_dump(exclude={"preset"}).items() if v is not None}
@@ -162,52 +165,79 @@ class EncoderConfig(Base):
 class PretextConfig(Base):
     """PART pretraining: spans, pairs, relative head, targets."""
 
-    sampler: SamplerConfig = WindowsConfig()
-    num_pairs: int = 128
+    sampler: SamplerField = WindowsConfig()
+    num_pairs: Annotated[int, Field(ge=1)] = 128
     head: str = "cross_attention"
     head_kwargs: dict[str, Any] = {}
     scale: Literal["ratio", "log"] | None = None
     pos_embed: Literal["none", "sincos"] = "none"
-    pos_drop: float = 0.0
-    pos_unit: float = 1.0
+    pos_drop: Fraction = 0.0
+    pos_unit: Annotated[float, Field(gt=0)] = 1.0
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, v: str) -> str:
+        if v not in HEADS:
+            raise ValueError(f"unknown head {v!r}; known: {', '.join(HEADS.names())}")
+        return v
 
 
 class FinetuneConfig(Base):
-    """Supervised finetuning on on-grid tokens with a [CLS] classifier."""
+    """Supervised finetuning on on-grid tokens with a [CLS] classifier.
 
-    num_classes: int = 5
+    Augmentation is not a config field: pass ``augment=`` to :func:`relpos.train.api.train`
+    (the image experiment builds it from its own ``augment`` list).
+    """
+
+    num_classes: Annotated[int, Field(ge=1)] = 5
     grid: GridConfig = GridConfig()
     pos_embed: Literal["none", "learned", "sincos"] = "learned"
-    pos_drop: float = 0.0  # fraction of tokens whose position encoding is dropped in training
+    pos_drop: Fraction = 0.0  # fraction of tokens whose position encoding is dropped in training
     linear_probe: bool = False  # freeze the encoder, train only the classifier
-    label_smoothing: float = 0.0
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     class_balanced: bool = False  # weight the loss by inverse class frequency
-    augment: list[str] = []  # image augmentations: "flip", "crop"
     init: str | None = None  # checkpoint or safetensors export of a pretrained encoder
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_augment(cls, data: Any) -> Any:
+        # ``augment`` was an ignored field: configs and checkpoints that hold it empty still load
+        if isinstance(data, dict) and "augment" in data:
+            data = dict(data)
+            if data.pop("augment"):
+                raise ValueError(
+                    "finetune.augment is not a TrainConfig field (it was never applied): pass "
+                    "augment= to relpos.train.api.train, or set the image experiment's augment"
+                )
+        return data
 
 
 class OptimConfig(Base):
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_epochs: float = 1.0
-    epochs: int = 10
-    batch_size: int = 128
-    accum_steps: int = 1
-    clip_grad: float | None = 1.0
-    max_steps: int | None = None  # stop early after this many optimiser steps (budgets, tests)
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    min_lr: Annotated[float, Field(ge=0)] = 1e-5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.05
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.95,
+    )
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    accum_steps: Annotated[int, Field(ge=1)] = 1
+    clip_grad: Annotated[float, Field(gt=0)] | None = 1.0
+    # stop after this many optimiser steps (budgets, tests)
+    max_steps: Annotated[int, Field(ge=1)] | None = None
 
 
 class RuntimeConfig(Base):
     device: str = "auto"  # auto | cpu | cuda | cuda:1
     amp: Literal["none", "bf16", "fp16", "auto"] = "auto"  # auto: bf16 on GPUs that have it
     compile: bool = False
-    seed: int = 0
-    num_workers: int = 0
-    checkpoint_every: int = 500  # optimiser steps; 0: only at epoch ends
-    keep_checkpoints: int = 2
-    log_every: int = 20
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    checkpoint_every: Annotated[int, Field(ge=0)] = 500  # optimiser steps; 0: only at epoch ends
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
+    log_every: Annotated[int, Field(ge=1)] = 20
     progress: bool = True
 
 
@@ -222,11 +252,60 @@ class TrainConfig(Base):
     optim: OptimConfig = OptimConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
+    @model_validator(mode="after")
+    def _check_axes(self) -> TrainConfig:
+        # the pretext sampler only matters to pretraining (finetuning sections keep the default)
+        m = self.modality
+        checks: list[tuple[str, SamplerConfig]] = [("finetune.grid", self.finetune.grid)]
+        if self.task == "pretrain":
+            checks.insert(0, ("pretext.sampler", self.pretext.sampler))
+        for field, sampler in checks:
+            axes = sampler.axes()
+            if axes is not None and axes != m.ndim:
+                raise ValueError(
+                    f"{field} {sampler.kind!r} draws {axes}-D spans but modality {m.name!r} has "
+                    f"{m.ndim} axes (extent {m.extent})"
+                )
+        return self
+
     def pretext_sampler(self) -> SpanSampler:
+        if self.pretext.sampler.kind == "modality":
+            return self.modality.registered().sampler
         return build_sampler(self.pretext.sampler, tuple(self.modality.token_shape))
 
     def grid_sampler(self) -> Grid:
         return self.finetune.grid.build(tuple(self.modality.token_shape))
+
+    def modality_object(self) -> Modality:
+        """The run's :class:`~relpos.core.modality.Modality`: the registered one (its transform,
+        data source), with this config's channels, token shape and samplers."""
+        registered = self.modality.registered()
+        return Modality(
+            name=self.modality.name,
+            channels=self.modality.channels,
+            token_shape=tuple(self.modality.token_shape),
+            sampler=self.pretext_sampler(),
+            grid=self.grid_sampler(),
+            transform=registered.transform,
+            data_source=registered.data_source,
+            preset=registered.preset,
+        )
+
+
+class PresetSections(BaseModel):
+    """The training sections of an experiment preset (its other keys are ignored): what
+    ``relpos pretrain``/``finetune`` read from ``--preset``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pretrain: TrainConfig
+    finetune: TrainConfig
+    part_grid: GridConfig = GridConfig()
+
+
+def build_modality(cfg: TrainConfig) -> Modality:
+    """``cfg.modality_object()``: what training cuts tokens with, and the transform it applies."""
+    return cfg.modality_object()
 
 
 def build_model(cfg: TrainConfig) -> PART | ViT:
@@ -317,18 +396,22 @@ def load_preset(name: str, cls: type[T], overrides: dict[str, Any] | None = None
                 f"unknown preset {name!r}; shipped presets: {', '.join(list_presets())}"
             )
         data = yaml.safe_load(res.read_text())
-    data = _merge(data, overrides or {})
+    data = merge(data, overrides or {})
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise ValueError(f"preset {name!r}: invalid {cls.__name__}:\n{exc}") from exc
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``, recursively for nested mappings (neither is modified)."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+_merge = merge  # the former private name, for callers not yet moved to ``merge``
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -12,7 +12,14 @@ import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DistInfo", "all_reduce_mean", "barrier", "cleanup", "resolve_device", "setup"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_mean",
+    "all_reduce_sum",
+    "barrier",
+    "resolve_device",
+    "setup",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ def setup(device: str = "auto") -> DistInfo:
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op without a process group)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -76,13 +84,9 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
 
 
 def all_reduce_sum(value: float, device: torch.device) -> float:
+    """Sum a scalar over ranks (identity in a single process)."""
     if not (dist.is_available() and dist.is_initialized()):
         return value
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item())
-
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

@@ -12,20 +12,24 @@ linear warm-up and cosine decay, gradient accumulation and clipping, mixed preci
 
 Restarted on the same ``out_dir`` it continues from the newest complete checkpoint, replaying
 the data order and random draws of an uninterrupted run.
+
+``fit`` is a sequence of named steps around one :class:`~relpos.train.state.RunState`:
+:func:`setup`, :func:`restore`, :func:`wrap`, then per epoch :func:`train_epoch` (which calls
+:func:`forward_backward`, :func:`optimizer_step`, :func:`log_step` and
+:func:`save_checkpoint`) and :func:`end_epoch`, and finally :func:`finish`. Callbacks
+(``relpos.train.callbacks``) observe every step without changing the loop.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +37,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from relpos.core.atomic import atomic_path
 from relpos.train import distributed as D
+from relpos.train.callbacks import Callback, CallbackList, MetricsWriter
 from relpos.train.checkpoint import (
     CheckpointManager,
     atomic_save,
@@ -43,27 +49,30 @@ from relpos.train.checkpoint import (
     export_encoder,
     restore_rng,
 )
-from relpos.train.config import TrainConfig, save_config
+from relpos.train.config import OptimConfig, TrainConfig, save_config
 from relpos.train.order import EpochSampler
+from relpos.train.state import FitResult, LogWindow, Meter, RunState
 from relpos.train.tasks import Task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FitResult", "fit", "lr_at"]
+__all__ = [
+    "EvalFn",
+    "end_epoch",
+    "finish",
+    "fit",
+    "forward_backward",
+    "log_step",
+    "lr_at",
+    "optimizer_step",
+    "restore",
+    "save_checkpoint",
+    "setup",
+    "train_epoch",
+    "wrap",
+]
 
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
-
-
-@dataclass
-class FitResult:
-    out_dir: Path
-    steps: int
-    epochs: int
-    final_checkpoint: Path | None
-    encoder_path: Path | None
-    last_metrics: dict[str, float] = field(default_factory=dict)
-    samples_per_s: float = float("nan")
-    resumed_from: Path | None = None
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
@@ -76,7 +85,8 @@ def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases, norms, [CLS] and position tables."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -102,6 +112,316 @@ def _estimate_checkpoint_bytes(model: nn.Module) -> int:
     return 3 * n + (1 << 20)  # weights + two AdamW moments + headroom
 
 
+def _seed(seed: int) -> torch.Generator:
+    """Seed torch, numpy and python with ``seed``; return the span generator seeded alike."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - user code may draw from it
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _budget(opt: OptimConfig, sampler: EpochSampler) -> tuple[int, int, int]:
+    """``(steps_per_epoch, total_steps, warmup_steps)`` for this rank's share of the data."""
+    per_step = opt.batch_size * opt.accum_steps
+    steps_per_epoch = sampler.epoch_length(0) // per_step
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"dataset too small: {sampler.epoch_length(0)} examples per rank cannot fill one step of "
+            f"batch_size={opt.batch_size} x accum_steps={opt.accum_steps}"
+        )
+    total_steps = steps_per_epoch * opt.epochs
+    if opt.max_steps is not None:
+        total_steps = min(total_steps, opt.max_steps)
+    return steps_per_epoch, total_steps, int(opt.warmup_epochs * steps_per_epoch)
+
+
+def setup(
+    cfg: TrainConfig,
+    model: nn.Module,
+    task: Task,
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    groups: np.ndarray | None = None,
+) -> RunState:
+    """Join the process group, check and prepare ``out_dir`` (rank 0 writes ``config.yaml``),
+    seed every RNG with ``seed + rank``, move the model to its device, let the task prepare it
+    (e.g. freeze the encoder for a linear probe), and build optimiser, schedule and scaler."""
+    rt, opt = cfg.runtime, cfg.optim
+    dist = D.setup(rt.device)
+    out = Path(out_dir)
+    if dist.is_main:
+        need = _estimate_checkpoint_bytes(model) * (rt.keep_checkpoints + 2)
+        check_writable(out, need_bytes=need)
+        with atomic_path(out / "config.yaml") as tmp:
+            save_config(cfg, tmp)
+    D.barrier()
+
+    span_gen = _seed(rt.seed + dist.rank)
+    model.to(dist.device)
+    prepare = getattr(task, "prepare", None)
+    if prepare is not None:
+        prepare(model)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, opt.weight_decay), lr=opt.lr, betas=opt.betas
+    )
+    sampler = EpochSampler(
+        len(cast(Sized, dataset)),
+        seed=rt.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        groups=groups,
+    )
+    steps_per_epoch, total_steps, warmup = _budget(opt, sampler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_at(s, total_steps, warmup, opt.lr, opt.min_lr) / opt.lr
+    )
+    amp_dtype = _amp_dtype(rt.amp, dist.device)
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=amp_dtype == torch.float16 and dist.device.type == "cuda"
+    )
+    return RunState(
+        cfg=cfg,
+        out_dir=out,
+        dist=dist,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        span_gen=span_gen,
+        sampler=sampler,
+        checkpoints=CheckpointManager(out / "checkpoints", keep=rt.keep_checkpoints),
+        amp_dtype=amp_dtype,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+    )
+
+
+def restore(state: RunState) -> None:
+    """Continue from the newest checkpoint that loads, if any: weights, optimiser, schedule,
+    scaler, position and the RNG states of this rank."""
+    found = state.checkpoints.latest(map_location="cpu")  # RNG states must stay on the CPU
+    if found is None:
+        return
+    state.resumed_from, ck = found
+    state.model.load_state_dict(ck["model"])
+    state.optimizer.load_state_dict(ck["optimizer"])
+    state.scheduler.load_state_dict(ck["scheduler"])
+    state.scaler.load_state_dict(ck["scaler"])
+    state.step, state.epoch, state.step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
+    rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
+    dist = state.dist
+    if len(rngs) != dist.world_size:
+        log.warning(
+            "checkpoint written by %d process(es), resuming with %d: random streams differ",
+            len(rngs),
+            dist.world_size,
+        )
+    restore_rng(rngs[dist.rank % len(rngs)], state.span_gen)
+    if dist.is_main:
+        log.info("resumed from %s (step %d, epoch %d)", state.resumed_from, state.step, state.epoch)
+
+
+def wrap(state: RunState) -> None:
+    """Set ``state.train_model``: DDP under ``torchrun``; compile the transformer blocks in place
+    with ``runtime.compile`` (the bulk of the compute, no data-dependent control flow, and
+    parameter names, hence checkpoints, stay unchanged)."""
+    model = state.model
+    state.train_model = model
+    if state.dist.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [state.device.index] if state.device.type == "cuda" else None
+        state.train_model = DDP(model, device_ids=ids)
+    if state.cfg.runtime.compile:
+        for block in encoder_of(model).blocks:
+            block.compile()
+
+
+def forward_backward(state: RunState, task: Task, batch: Any, sync: bool) -> dict[str, float]:
+    """One micro-batch: forward under autocast, backward of ``loss / accum_steps`` (gradients
+    synchronised across ranks only when ``sync``). Returns ``loss`` and the task's metrics."""
+    model = state.train_model
+    assert model is not None, "call wrap(state) first"
+    no_sync = state.dist.distributed and not sync and hasattr(model, "no_sync")
+    with model.no_sync() if no_sync else nullcontext():  # type: ignore[operator]
+        amp = state.amp_dtype
+        with torch.autocast(state.device.type, dtype=amp, enabled=amp is not None):
+            loss, metrics = task(model, batch, state.span_gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss {float(loss)} at step {state.step} (epoch {state.epoch})"
+            )
+        state.scaler.scale(loss / state.cfg.optim.accum_steps).backward()
+    return {
+        k: float(v.detach() if isinstance(v, torch.Tensor) else v)
+        for k, v in {"loss": loss, **metrics}.items()
+    }
+
+
+def optimizer_step(state: RunState) -> None:
+    """Clip, step the optimiser through the scaler, advance the schedule and the position."""
+    clip = state.cfg.optim.clip_grad
+    if clip:
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scheduler.step()
+    state.step += 1
+    state.step_in_epoch += 1
+
+
+def _log_due(state: RunState) -> bool:
+    return (
+        state.step % state.cfg.runtime.log_every == 0
+        or state.step_in_epoch == state.steps_per_epoch
+        or state.step == state.total_steps
+    )
+
+
+def log_step(state: RunState, window: LogWindow, callbacks: Callback) -> dict[str, float]:
+    """Average the window's metrics over ranks, sum the throughput, and (rank 0) hand the
+    record to the callbacks (``metrics.jsonl`` among them). Returns the averaged metrics."""
+    elapsed = time.perf_counter() - window.started
+    local_rate = window.samples / max(elapsed, 1e-9)
+    record = D.all_reduce_mean(window.meter.mean(), state.device)
+    rate = D.all_reduce_sum(local_rate, state.device)
+    state.throughput.append(rate)
+    state.last = {**record, "samples_per_s": rate}
+    if state.dist.is_main:
+        entry = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "lr": state.scheduler.get_last_lr()[0],
+            **state.last,
+            "time": time.time(),
+        }
+        callbacks.on_log(state, entry)
+    return record
+
+
+def save_checkpoint(state: RunState, callbacks: Callback) -> Path | None:
+    """Gather every rank's RNG states (a collective: all ranks call it); rank 0 writes
+    ``checkpoints/ckpt-<step>.pt`` and returns its path, the other ranks ``None``."""
+    rngs: Any = capture_rng(state.span_gen)
+    if state.dist.distributed:
+        gathered: list[Any] = [None] * state.dist.world_size
+        torch.distributed.all_gather_object(gathered, rngs)
+        rngs = gathered
+    if not state.dist.is_main:
+        return None
+    path = state.checkpoints.save(state.checkpoint_state(rngs), state.step)
+    callbacks.on_checkpoint(state, path)
+    return path
+
+
+def _samples(batch: Any) -> int:
+    return len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
+
+
+def train_epoch(
+    state: RunState,
+    task: Task,
+    dataset: Dataset,
+    callbacks: Callback,
+    collate_fn: Callable[[Any], Any] | None = None,
+) -> None:
+    """Train from ``state``'s position to the end of its epoch (or of the step budget), logging
+    and checkpointing on schedule."""
+    cfg, rt = state.cfg, state.cfg.runtime
+    state.sampler.set_epoch(state.epoch, start=state.step_in_epoch * state.per_step)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.optim.batch_size,
+        sampler=state.sampler,
+        drop_last=True,
+        num_workers=rt.num_workers,
+        collate_fn=collate_fn or getattr(dataset, "collate_fn", None),
+        pin_memory=state.device.type == "cuda",
+        persistent_workers=False,
+    )
+    bar = tqdm(
+        total=state.steps_per_epoch,
+        initial=state.step_in_epoch,
+        desc=f"{cfg.task} epoch {state.epoch + 1}/{cfg.optim.epochs}",
+        disable=not (rt.progress and state.dist.is_main),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    state.model.train()
+    window, step_meter = LogWindow(), Meter()
+    for micro, batch in enumerate(loader):
+        sync = (micro + 1) % cfg.optim.accum_steps == 0
+        values = forward_backward(state, task, batch, sync)
+        window.meter.add(values)
+        step_meter.add(values)
+        window.samples += _samples(batch)
+        if not sync:
+            continue
+        optimizer_step(state)
+        bar.update(1)
+        state.step_metrics, step_meter = step_meter.mean(), Meter()
+        callbacks.on_step_end(state, state.step_metrics)
+        if _log_due(state):
+            record = log_step(state, window, callbacks)
+            if state.dist.is_main:
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", sps=f"{state.last['samples_per_s']:.0f}"
+                )
+            window = LogWindow()
+        if rt.checkpoint_every and state.step % rt.checkpoint_every == 0 and not state.done:
+            save_checkpoint(state, callbacks)
+        if state.done or state.epoch_complete:
+            break
+    bar.close()
+
+
+def end_epoch(state: RunState, callbacks: Callback, eval_fn: EvalFn | None = None) -> None:
+    """Close a pass of the epoch loop: advance the epoch if it was completed, evaluate
+    (``eval_fn`` on rank 0, logged as a ``split: "eval"`` record), checkpoint."""
+    if state.epoch_complete:
+        state.epoch += 1
+        state.step_in_epoch = 0
+    if eval_fn is not None and state.dist.is_main:
+        state.model.eval()
+        ev = eval_fn(state.model, state.epoch)
+        record = {"step": state.step, "epoch": state.epoch, "split": "eval", **ev}
+        callbacks.on_log(state, {**record, "time": time.time()})
+    callbacks.on_epoch_end(state)
+    save_checkpoint(state, callbacks)
+
+
+def finish(state: RunState, callbacks: Callback) -> FitResult:
+    """Rank 0 writes ``final.pt`` and the encoder export; every rank returns the paths once
+    they exist."""
+    out = state.out_dir
+    final, encoder_path = out / "final.pt", out / "encoder.safetensors"
+    if state.dist.is_main:
+        payload = {
+            "config": state.cfg.model_dump(mode="json"),
+            "model": state.model.state_dict(),
+            "step": state.step,
+        }
+        atomic_save(payload, final)
+        extra = {"modality": state.cfg.modality.model_dump()}
+        export_encoder(state.model, encoder_path, extra=extra)
+    D.barrier()
+    result = FitResult(
+        out_dir=out,
+        steps=state.step,
+        epochs=state.epoch,
+        final_checkpoint=final,
+        encoder_path=encoder_path,
+        last_metrics=state.last,
+        samples_per_s=float(np.median(state.throughput)) if state.throughput else float("nan"),
+        resumed_from=state.resumed_from,
+    )
+    callbacks.on_fit_end(state, result)
+    return result
+
+
 def fit(
     cfg: TrainConfig,
     model: nn.Module,
@@ -113,242 +433,32 @@ def fit(
     resume: bool = True,
     eval_fn: EvalFn | None = None,
     collate_fn: Callable[[Any], Any] | None = None,
+    callbacks: Iterable[Callback] = (),
 ) -> FitResult:
     """Train ``model`` on ``dataset`` with ``task``; see the module docstring for the outputs.
 
     Args:
+        task: a :class:`~relpos.train.tasks.Task`, or any callable
+            ``task(model, batch, generator) -> (loss, metrics)``; its ``prepare(model)``, if it
+            has one, runs once the model is on its device.
         groups: optional ``(len(dataset),)`` record id per example, for contiguous chunked
             reads and per-record sharding under DDP.
         resume: continue from ``out_dir/checkpoints`` if it holds a checkpoint.
         eval_fn: ``eval_fn(model, epoch) -> metrics`` called on rank 0 after every epoch.
+        collate_fn: batch collation (default: the dataset's ``collate_fn`` attribute, if any).
+        callbacks: :class:`~relpos.train.callbacks.Callback` objects called on rank 0, after
+            the built-in ``metrics.jsonl`` writer.
     """
-    rt, opt = cfg.runtime, cfg.optim
-    dist = D.setup(rt.device)
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    if dist.is_main:
-        check_writable(
-            out, need_bytes=_estimate_checkpoint_bytes(model) * (rt.keep_checkpoints + 2)
-        )
-        save_config(cfg, out / "config.yaml")
-    D.barrier()
-
-    torch.manual_seed(rt.seed + dist.rank)
-    np.random.seed((rt.seed + dist.rank) % 2**32)  # noqa: NPY002 - user code may draw from it
-    random.seed(rt.seed + dist.rank)
-    span_gen = torch.Generator().manual_seed(rt.seed + dist.rank)
-
-    device = dist.device
-    model.to(device)
-    if cfg.task == "finetune" and cfg.finetune.linear_probe:
-        enc = encoder_of(model)
-        for name, p in enc.named_parameters():
-            p.requires_grad = name.startswith("head.")
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, opt.weight_decay), lr=opt.lr, betas=opt.betas
-    )
-
-    sampler = EpochSampler(
-        len(dataset), seed=rt.seed, rank=dist.rank, world_size=dist.world_size, groups=groups
-    )
-    per_step = opt.batch_size * opt.accum_steps
-    steps_per_epoch = sampler.epoch_length(0) // per_step
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"dataset too small: {sampler.epoch_length(0)} examples per rank cannot fill one step of "
-            f"batch_size={opt.batch_size} x accum_steps={opt.accum_steps}"
-        )
-    total_steps = steps_per_epoch * opt.epochs
-    if opt.max_steps is not None:
-        total_steps = min(total_steps, opt.max_steps)
-    warmup = int(opt.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_at(s, total_steps, warmup, opt.lr, opt.min_lr) / opt.lr
-    )
-    amp_dtype = _amp_dtype(rt.amp, device)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=amp_dtype == torch.float16 and device.type == "cuda"
-    )
-
-    manager = CheckpointManager(ckpt_dir, keep=rt.keep_checkpoints)
-    step, epoch, step_in_epoch, resumed_from = 0, 0, 0, None
+    state = setup(cfg, model, task, dataset, out_dir, groups=groups)
     if resume:
-        found = manager.latest(map_location="cpu")  # RNG states must stay on the CPU
-        if found is not None:
-            resumed_from, ck = found
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-            scaler.load_state_dict(ck["scaler"])
-            step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
-            rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
-            if len(rngs) != dist.world_size:
-                log.warning(
-                    "checkpoint written by %d process(es), resuming with %d: random streams differ",
-                    len(rngs),
-                    dist.world_size,
-                )
-            rng = rngs[dist.rank % len(rngs)]
-            restore_rng(rng, span_gen)
-            if dist.is_main:
-                log.info("resumed from %s (step %d, epoch %d)", resumed_from, step, epoch)
-
-    train_model: nn.Module = model
-    if dist.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [device.index] if device.type == "cuda" else None
-        train_model = DDP(model, device_ids=ids)
-    if rt.compile:
-        # compile the transformer blocks in place: the bulk of the compute, no data-dependent
-        # control flow, and parameter names (checkpoints) stay unchanged
-        for block in encoder_of(model).blocks:
-            block.compile()
-
-    metrics_path = out / "metrics.jsonl"
-    throughput: list[float] = []
-    last: dict[str, float] = {}
-
-    def save(tag_step: int) -> Path | None:
-        rngs = capture_rng(span_gen)
-        if dist.distributed:
-            gathered: list[Any] = [None] * dist.world_size
-            torch.distributed.all_gather_object(gathered, rngs)
-            rngs = gathered
-        if not dist.is_main:
-            return None
-        state = {
-            "config": cfg.model_dump(mode="json"),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "rng": rngs,
-            "world_size": dist.world_size,
-        }
-        return manager.save(state, tag_step)
-
-    done = step >= total_steps
-    while not done and epoch < opt.epochs:
-        sampler.set_epoch(epoch, start=step_in_epoch * per_step)
-        loader = DataLoader(
-            dataset,
-            batch_size=opt.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=rt.num_workers,
-            collate_fn=collate_fn or getattr(dataset, "collate_fn", None),
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
-        bar = tqdm(
-            total=steps_per_epoch,
-            initial=step_in_epoch,
-            desc=f"{cfg.task} epoch {epoch + 1}/{opt.epochs}",
-            disable=not (rt.progress and dist.is_main),
-            leave=False,
-            dynamic_ncols=True,
-        )
-        model.train()
-        window_t, window_n = time.perf_counter(), 0
-        acc_metrics: dict[str, float] = {}
-        acc_count = 0
-        micro = 0
-        for batch in loader:
-            sync = (micro + 1) % opt.accum_steps == 0
-            ctx = (
-                train_model.no_sync()
-                if (dist.distributed and not sync and hasattr(train_model, "no_sync"))
-                else nullcontext()
-            )
-            with ctx:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss, metrics = task(train_model, batch, span_gen)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {float(loss)} at step {step} (epoch {epoch})"
-                    )
-                scaler.scale(loss / opt.accum_steps).backward()
-            for k, v in {"loss": loss, **metrics}.items():
-                acc_metrics[k] = acc_metrics.get(k, 0.0) + float(
-                    v.detach() if isinstance(v, torch.Tensor) else v
-                )
-            acc_count += 1
-            window_n += len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
-            micro += 1
-            if not sync:
-                continue
-            if opt.clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-            step_in_epoch += 1
-            bar.update(1)
-            if step % rt.log_every == 0 or step_in_epoch == steps_per_epoch or step == total_steps:
-                elapsed = time.perf_counter() - window_t
-                local_rate = window_n / max(elapsed, 1e-9)
-                record = {k: v / acc_count for k, v in acc_metrics.items()}
-                record = D.all_reduce_mean(record, device)
-                rate = D.all_reduce_sum(local_rate, device)
-                throughput.append(rate)
-                last = {**record, "samples_per_s": rate}
-                if dist.is_main:
-                    entry = {
-                        "step": step,
-                        "epoch": epoch,
-                        "lr": scheduler.get_last_lr()[0],
-                        **last,
-                        "time": time.time(),
-                    }
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(entry) + "\n")
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", sps=f"{rate:.0f}")
-                acc_metrics, acc_count = {}, 0
-                window_t, window_n = time.perf_counter(), 0
-            if step >= total_steps:
-                done = True
-            if rt.checkpoint_every and step % rt.checkpoint_every == 0 and not done:
-                save(step)
-            if done or step_in_epoch >= steps_per_epoch:
-                break
-        bar.close()
-        if step_in_epoch >= steps_per_epoch:
-            epoch += 1
-            step_in_epoch = 0
-        if eval_fn is not None and dist.is_main:
-            model.eval()
-            ev = eval_fn(model, epoch)
-            with metrics_path.open("a") as f:
-                f.write(
-                    json.dumps(
-                        {"step": step, "epoch": epoch, "split": "eval", **ev, "time": time.time()}
-                    )
-                    + "\n"
-                )
-        save(step)
-
-    final, encoder_path = out / "final.pt", out / "encoder.safetensors"
-    if dist.is_main:
-        atomic_save(
-            {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "step": step},
-            final,
-        )
-        export_encoder(model, encoder_path, extra={"modality": cfg.modality.model_dump()})
-    D.barrier()  # every rank returns the paths once rank 0 has written them
-    return FitResult(
-        out_dir=out,
-        steps=step,
-        epochs=epoch,
-        final_checkpoint=final,
-        encoder_path=encoder_path,
-        last_metrics=last,
-        samples_per_s=float(np.median(throughput)) if throughput else float("nan"),
-        resumed_from=resumed_from,
+        restore(state)
+    wrap(state)
+    main = state.dist.is_main
+    hooks = CallbackList(
+        [MetricsWriter(state.out_dir / "metrics.jsonl"), *callbacks] if main else []
     )
+    hooks.on_fit_start(state)
+    while not state.finished:
+        train_epoch(state, task, dataset, hooks, collate_fn)
+        end_epoch(state, hooks, eval_fn)
+    return finish(state, hooks)

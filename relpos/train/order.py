@@ -2,8 +2,11 @@
 
 Each epoch's order is a pure function of ``(seed, epoch)``, so a resumed run replays exactly
 the batches an uninterrupted run would have seen. With ``groups`` (e.g. the record each EEG
-epoch comes from), examples are shuffled as contiguous chunks of one group, and under DDP
-whole groups are assigned to ranks, so each rank reads contiguous data.
+epoch comes from), examples are shuffled as contiguous chunks of one group. Under DDP, when
+there are at least two groups per rank, whole groups are assigned to ranks (greedily balanced
+by size), so each rank reads its own records in contiguous chunks; with fewer groups the
+contiguous chunks themselves are dealt out round-robin, so no rank is starved. Every rank
+takes the same number of examples per epoch (the shortest share), keeping ranks in lock-step.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import torch
 from torch.utils.data import Sampler
 
 __all__ = ["EpochSampler"]
@@ -117,8 +119,3 @@ class EpochSampler(Sampler[int]):
     def epoch_length(self, epoch: int | None = None) -> int:
         """Examples in an epoch for this rank (before any resume offset)."""
         return len(self._order(self.epoch if epoch is None else epoch))
-
-
-def worker_seed(seed: int, rank: int) -> torch.Generator:
-    """The span-sampling generator of a rank: seeded ``seed + rank``."""
-    return torch.Generator().manual_seed(seed + rank)

@@ -18,14 +18,16 @@ def load_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a relpos run directory?")
-    train, evals = [], []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    train: list[dict[str, Any]] = []
+    evals: list[dict[str, Any]] = []
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(path.read_text().splitlines()):
+            if i == len(lines):
                 continue  # a run killed mid-write leaves a partial last line
             raise ValueError(f"{path}:{i}: not a JSON record") from None
         (evals if rec.get("split") else train).append(rec)
@@ -33,6 +35,8 @@ def load_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 def summarize(run_dir: str | Path) -> dict[str, Any]:
+    """Steps, epochs, first and last value of every logged metric, median throughput, logged
+    wall time and the evaluation records of a run."""
     train, evals = load_metrics(run_dir)
     if not train:
         raise ValueError(f"{run_dir}: metrics.jsonl holds no training records yet")
@@ -52,6 +56,7 @@ def summarize(run_dir: str | Path) -> dict[str, Any]:
 
 
 def format_summary(s: dict[str, Any]) -> str:
+    """A printable table of a :func:`summarize` result."""
     lines = [
         f"run {s['run']}: {s['steps']} steps, {s['epochs']} epoch(s), "
         f"{s['samples_per_s_median']:.0f} samples/s (median), {s['wall_s']:.0f} s logged",
@@ -74,8 +79,9 @@ def _num(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def plot_metrics(run_dir: str | Path, path: str | Path | None = None):
-    """Loss (and the pretext baseline), learning rate and throughput against steps."""
+def plot_metrics(run_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Loss (and the pretext baseline), learning rate and throughput against steps, saved to
+    ``path`` (default ``RUN_DIR/report.png``); returns the image's path."""
     from matplotlib.figure import Figure
 
     train, evals = load_metrics(run_dir)

@@ -1,7 +1,9 @@
 """What one training step computes: the PART pretext or supervised classification.
 
 A task turns a batch into ``(loss, metrics)``; the loop (``relpos.train.loop``) is the same for
-both. Tokens are cut here, on the training device, so data loading only moves raw inputs.
+both. Tokens are cut here, on the training device, with ``relpos.core.extract.tokenize``, so
+data loading only moves raw inputs. ``Task.prepare(model)`` is the task's say over the model
+before training (the finetuning task freezes the encoder for a linear probe).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from relpos.core.extract import extract
+from relpos.core.extract import tokenize
 from relpos.core.samplers import SpanSampler
+from relpos.train.checkpoint import encoder_of
 from relpos.train.config import TrainConfig
 
 __all__ = ["FinetuneTask", "PretrainTask", "Task", "make_task", "split_batch"]
@@ -39,6 +42,7 @@ class Task:
     def __init__(self, cfg: TrainConfig, augment: Augment | None = None) -> None:
         self.cfg = cfg
         self.token_shape = tuple(cfg.modality.token_shape)
+        self.modality = cfg.modality_object()
         self.augment = augment
 
     def inputs(
@@ -48,9 +52,13 @@ class Task:
         x = x.to(device, non_blocking=True)
         if not x.is_floating_point():
             x = x.float()
+        x = self.modality.prepare(x)  # the modality's on-the-fly transform (e.g. a spectrogram)
         if self.augment is not None:
             x = self.augment(x, generator)
         return x, (None if y is None else y.to(device, non_blocking=True))
+
+    def prepare(self, model: nn.Module) -> None:
+        """Called by the loop once ``model`` is on its device, before the optimiser is built."""
 
     def __call__(
         self, model: nn.Module, batch: Any, generator: torch.Generator
@@ -69,8 +77,8 @@ class PretrainTask(Task):
 
     def __call__(self, model, batch, generator):
         x, _ = self.inputs(batch, self._device(model), generator)
-        spans = self.sampler(tuple(x.shape[2:]), x.shape[0], generator=generator, device=x.device)
-        out = model(extract(x, spans, self.token_shape), spans, generator=generator)
+        tokens, spans = tokenize(x, self.sampler, self.token_shape, generator=generator)
+        out = model(tokens, spans, generator=generator)
         return out.loss, out.errors
 
     @staticmethod
@@ -91,9 +99,16 @@ class FinetuneTask(Task):
         self.grid = cfg.grid_sampler()
         self.class_weights = class_weights
 
+    def prepare(self, model: nn.Module) -> None:
+        """With ``finetune.linear_probe``, train only the classifier (``head.*``)."""
+        if self.cfg.finetune.linear_probe:
+            for name, p in encoder_of(model).named_parameters():
+                p.requires_grad = name.startswith("head.")
+
     def logits(self, model: nn.Module, x: Tensor) -> Tensor:
-        spans = self.grid(tuple(x.shape[2:]), x.shape[0], device=x.device)
-        return model(extract(x, spans, self.token_shape), spans)
+        """``x (B, C, *extent)`` -> on-grid tokens -> class logits ``(B, K)``."""
+        tokens, spans = tokenize(x, self.grid, self.token_shape)
+        return model(tokens, spans)
 
     def __call__(self, model, batch, generator):
         device = next(model.parameters()).device

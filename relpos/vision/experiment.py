@@ -8,30 +8,33 @@ mlxtend is missing); ``relpos demo heads`` runs :func:`run_head_ablation`.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import Field
 from torch.utils.data import TensorDataset
 
-from relpos.core.extract import extract
+from relpos.core.atomic import atomic_write_json
+from relpos.core.extract import tokenize
 from relpos.core.part import PART
-from relpos.train.api import describe, predict, quiet, train
-from relpos.train.config import Base, BoxesConfig, GridConfig, TrainConfig, load_preset
-from relpos.train.metrics import classification_report
-from relpos.vision.datasets import (
-    ArrayImageDataset,
-    channel_stats,
-    load_image_dataset,
-    make_augment,
-    split_per_class,
-    train_test_split_indices,
+from relpos.train import recipes
+from relpos.train.api import predict, train
+from relpos.train.config import (
+    Base,
+    BoxesConfig,
+    GridConfig,
+    SamplerConfig,
+    TrainConfig,
+    load_preset,
 )
+from relpos.train.metrics import classification_report
+from relpos.train.recipes import Column, Method, describe, method_label, quiet, register_method
+from relpos.vision.augment import channel_stats, make_augment, normalize
+from relpos.vision.datasets import ArrayImageDataset, split_per_class, train_test_split_indices
+from relpos.vision.registry import load_image_dataset
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +42,32 @@ __all__ = [
     "QUICK",
     "ImageConfig",
     "load_image_config",
+    "load_images",
+    "load_split",
     "pretext_eval",
     "run_head_ablation",
     "run_image_demo",
 ]
 
 PretrainMethod = Literal["part", "part_grid", "part_scale"]
-METHOD_LABELS = {
-    "part": "PART",
-    "part_grid": "PART-grid",
-    "part_scale": "PART + aspect ratio + scale (Δy, Δx, Δh, Δw)",
-    "supervised_pos": "supervised, with position embeddings",
-    "supervised_nopos": "supervised, without position embeddings",
-}
+PROBED: tuple[PretrainMethod, ...] = ("part", "part_grid")  # linear probes by default
+
+#: PART with the scale/aspect extension: boxes of varying height and width, and the relative
+#: size (Δh, Δw) predicted with the translation (Δy, Δx)
+register_method(
+    Method(
+        "part_scale",
+        "PART + aspect ratio + scale (Δy, Δx, Δh, Δw)",
+        sampler="scale",
+        scale="ratio",
+    )
+)
+#: the methods of the image comparison (defined in relpos.train.recipes)
+METHODS: tuple[str, ...] = ("part", "part_grid", "part_scale", "supervised_pos", "supervised_nopos")
+
+#: What sets image finetuning apart from the shared derivation: every method with positions
+#: finetunes with learned position embeddings, whatever the preset's finetune section says.
+FINETUNE_POS_EMBED: Literal["learned"] = "learned"
 
 #: ``relpos demo image --quick``: the whole path on a budget of seconds
 QUICK: dict[str, Any] = {
@@ -100,7 +116,7 @@ class ImageConfig(Base):
             "supervised_nopos",
         ]
     )
-    linear_probe: list[PretrainMethod] = Field(default_factory=lambda: ["part", "part_grid"])
+    linear_probe: list[PretrainMethod] = Field(default_factory=lambda: list(PROBED))
     pretrain: TrainConfig
     finetune: TrainConfig
     finetune_steps: int = 300  # optimiser steps per finetuning run, whatever the label budget
@@ -140,31 +156,55 @@ def load_split(spec: DatasetSpec) -> tuple[ArrayImageDataset, ArrayImageDataset,
     return full.subset(train_idx), test.subset(test_idx), name
 
 
-def _normalised(ds: ArrayImageDataset, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (ds.images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+class Images(NamedTuple):
+    """An experiment's images, normalised with the training part's channel statistics."""
+
+    train: torch.Tensor  # (N, C, H, W)
+    train_labels: torch.Tensor  # (N,)
+    test: torch.Tensor  # (M, C, H, W)
+    test_labels: torch.Tensor  # (M,)
+    name: str  # the dataset actually used
+    modality: dict[str, Any]  # {"channels": C, "extent": [H, W]} for the run configs
+
+
+def load_images(spec: DatasetSpec) -> Images:
+    """:func:`load_split`, normalised by the training images' per-channel mean and std."""
+    train_ds, test_ds, used = load_split(spec)
+    mean, std = channel_stats(train_ds.images)
+    x_train, x_test = normalize(train_ds.images, mean, std), normalize(test_ds.images, mean, std)
+    c, h, w = x_train.shape[1:]
+    modality = {"channels": int(c), "extent": [int(h), int(w)]}
+    return Images(x_train, train_ds.labels, x_test, test_ds.labels, used, modality)
 
 
 # ---------------------------------------------------------------------- configs per method
+def scale_sampler(cfg: ImageConfig, modality: dict[str, Any]) -> BoxesConfig:
+    """PART + scale's boxes: ``cfg.scale_sampler``, or as many boxes as the pretext sampler
+    with heights and widths from half to twice the token's."""
+    if cfg.scale_sampler is not None:
+        return cfg.scale_sampler
+    sampler = cfg.pretrain.pretext.sampler
+    count = getattr(sampler, "count", None)
+    if count is None:
+        raise ValueError(
+            f"scale_sampler: the pretext sampler {sampler.kind!r} has no count; set scale_sampler"
+        )
+    t = {**cfg.pretrain.modality.model_dump(), **modality}["token_shape"]
+    return BoxesConfig(
+        count=count,
+        height=(t[0] / 2, 2.0 * t[0]),
+        width=(t[1] / 2, 2.0 * t[1]),
+    )
+
+
 def pretrain_config(cfg: ImageConfig, method: str, modality: dict[str, Any]) -> TrainConfig:
-    pt = cfg.pretrain.model_copy(deep=True)
-    pt.task = "pretrain"
-    pt.modality = pt.modality.model_validate({**pt.modality.model_dump(), **modality})
-    if method == "part_grid":
-        pt.pretext.sampler = cfg.part_grid.model_copy()
-    elif method == "part_scale":
-        if cfg.scale_sampler is None:
-            t = pt.modality.token_shape
-            pt.pretext.sampler = BoxesConfig(
-                count=pt.pretext.sampler.count,
-                height=(t[0] / 2, 2.0 * t[0]),
-                width=(t[1] / 2, 2.0 * t[1]),
-            )
-        else:
-            pt.pretext.sampler = cfg.scale_sampler.model_copy()
-        pt.pretext.scale = "ratio"
-    elif method != "part":
-        raise ValueError(f"unknown pretraining method {method!r}")
-    return pt
+    """The pretraining run of ``method`` on images of ``modality`` (``channels``, ``extent``)."""
+    samplers: dict[str, SamplerConfig] = {"grid": cfg.part_grid}
+    if method == "part_scale":
+        samplers["scale"] = scale_sampler(cfg, modality)
+    return recipes.pretrain_config(
+        cfg.pretrain, method, samplers=samplers, modality=modality, known=METHODS
+    )
 
 
 def finetune_config(
@@ -172,19 +212,23 @@ def finetune_config(
     method: str,
     n_labelled: int,
     modality: dict[str, Any],
-    init: Path | None,
+    init: str | Path | None,
     probe: bool,
 ) -> TrainConfig:
-    ft = cfg.finetune.model_copy(deep=True)
-    ft.task = "finetune"
-    ft.modality = ft.modality.model_validate({**ft.modality.model_dump(), **modality})
-    ft.finetune.pos_embed = "none" if method == "supervised_nopos" else "learned"
-    ft.finetune.init = str(init) if init is not None else None
-    ft.finetune.linear_probe = probe
-    steps_per_epoch = max(1, n_labelled // ft.optim.batch_size)
-    ft.optim.epochs = max(1, math.ceil(cfg.finetune_steps / steps_per_epoch))
-    ft.optim.max_steps = cfg.finetune_steps
-    return ft
+    """The finetuning run of ``method`` on ``n_labelled`` images: ``cfg.finetune_steps``
+    optimiser steps, a linear probe when ``probe``, learned positions (none for
+    supervised_nopos)."""
+    return recipes.finetune_config(
+        cfg.finetune,
+        method,
+        init,
+        modality=modality,
+        pos_embed=FINETUNE_POS_EMBED,
+        linear_probe=probe,
+        max_steps=cfg.finetune_steps,
+        examples=n_labelled,
+        known=METHODS,
+    )
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -202,8 +246,8 @@ def pretext_eval(
     n = 0
     for i in range(0, len(images), batch_size):
         x = images[i : i + batch_size]
-        spans = sampler(tuple(x.shape[2:]), x.shape[0], generator=g)
-        out = model(extract(x, spans, ts), spans, generator=g)
+        tokens, spans = tokenize(x, sampler, ts, generator=g)
+        out = model(tokens, spans, generator=g)
         d = spans.ndim
         zero = out.target[..., :d].norm(dim=-1).mean()
         for k, v in {**out.errors, "baseline_euclidean": zero, "loss": out.loss}.items():
@@ -241,8 +285,7 @@ def _figures(
         return {}
     g = torch.Generator().manual_seed(seed)
     x = images[:1]
-    spans = cfg.pretext_sampler()(tuple(x.shape[2:]), 1, generator=g)
-    tokens = extract(x, spans, tuple(cfg.modality.token_shape))
+    tokens, spans = tokenize(x, cfg.pretext_sampler(), cfg.modality.token_shape, generator=g)
     pred = predict_all_pairs(model, tokens, spans)[0]
     out.mkdir(parents=True, exist_ok=True)
     rec = reconstruct(
@@ -280,26 +323,27 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    train_ds, test_ds, used = load_split(cfg.dataset)
-    mean, std = channel_stats(train_ds.images)
-    x_train, x_test = _normalised(train_ds, mean, std), _normalised(test_ds, mean, std)
+    images = load_images(cfg.dataset)
+    x_train, x_test, modality, used = images.train, images.test, images.modality, images.name
+    test_data = TensorDataset(x_test, images.test_labels)
     c, h, w = x_train.shape[1:]
-    modality = {"channels": int(c), "extent": [int(h), int(w)]}
-    test_data = TensorDataset(x_test, test_ds.labels)
     print(
-        f"{used}: {len(train_ds)} train (unlabelled for pretraining), {len(test_ds)} test images of {c}x{h}x{w}"
+        f"{used}: {len(x_train)} train (unlabelled for pretraining), {len(x_test)} test images of {c}x{h}x{w}"
     )
 
     pretrain_methods = [
-        m for m in ("part", "part_grid", "part_scale") if m in cfg.methods or m in cfg.linear_probe
+        m
+        for m in METHODS
+        if recipes.get_method(m).pretrains and (m in cfg.methods or m in cfg.linear_probe)
     ]
-    encoders: dict[str, Path] = {}
+    encoders: dict[str, Path | None] = {}
     pretext: dict[str, dict[str, float]] = {}
     runs: dict[str, Any] = {}
     analysis: dict[str, Any] = {}
     for method in pretrain_methods:
         pt = quiet(pretrain_config(cfg, method, modality), progress)
         model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{method}")
+        assert isinstance(model, PART)
         encoders[method] = result.encoder_path
         runs[f"pretrain-{method}"] = describe(result)
         pretext[method] = pretext_eval(model, pt, x_test, seed=cfg.dataset.seed)
@@ -312,8 +356,8 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     accuracy: dict[str, dict[int, float]] = {}
     rows = [(m, False) for m in cfg.methods] + [(m, True) for m in cfg.linear_probe]
     for per_class in cfg.label_budgets:
-        idx = split_per_class(train_ds.labels, per_class, seed=cfg.dataset.seed)
-        labelled = TensorDataset(x_train[idx], train_ds.labels[idx])
+        idx = split_per_class(images.train_labels, per_class, seed=cfg.dataset.seed)
+        labelled = TensorDataset(x_train[idx], images.train_labels[idx])
         for method, probe in rows:
             key = f"{method}+linear_probe" if probe else method
             ft = quiet(
@@ -337,7 +381,7 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
         "config": cfg.model_dump(mode="json"),
         "table": table,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    atomic_write_json(out / "results.json", results)
     return results
 
 
@@ -347,14 +391,15 @@ def format_table(
     budgets: list[int],
     dataset: str,
 ) -> str:
-    lines = [
-        f"{dataset}: test accuracy by labels per class",
-        f"{'method':<52}" + "".join(f"{b:>8}" for b in budgets),
-    ]
+    """Test accuracy per method and label budget, then the pretext errors per method."""
+    rows = []
     for key, acc in accuracy.items():
         method, _, probe = key.partition("+")
-        label = METHOD_LABELS.get(method, method) + (" (linear probe)" if probe else "")
-        lines.append(f"{label:<52}" + "".join(f"{acc.get(b, float('nan')):>8.3f}" for b in budgets))
+        label = method_label(method, short=True) + (" (linear probe)" if probe else "")
+        rows.append((label, [acc.get(b, float("nan")) for b in budgets]))
+    columns = [Column(str(b), 8, gap="") for b in budgets]
+    title = f"{dataset}: test accuracy by labels per class"
+    lines = [recipes.format_table(title, columns, rows, label_width=52)]
     if pretext:
         lines.append("")
         lines.append(
@@ -362,32 +407,41 @@ def format_table(
         )
         for method, e in pretext.items():
             lines.append(
-                f"{METHOD_LABELS.get(method, method):<52}{e['euclidean']:>8.3f}   predict-zero {e['baseline_euclidean']:.3f}"
+                f"{method_label(method, short=True):<52}{e['euclidean']:>8.3f}   predict-zero {e['baseline_euclidean']:.3f}"
             )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- head ablation
+HEAD_KEYS = ("x", "y", "euclidean", "baseline_euclidean", "accuracy", "head_parameters")
+HEAD_COLUMNS = (
+    Column("x (MSE)", 8),
+    Column("y (MSE)", 8),
+    Column("Euclid", 8),
+    Column("zero", 8),
+    Column("acc", 7),
+    Column("head params", 12, ","),
+)
+
+
 def run_head_ablation(
     cfg: ImageConfig, out: str | Path, *, progress: bool = True
 ) -> dict[str, Any]:
     """Pretrain with each relative head on the same data and budget; report pretext errors
     (x, y, Euclidean) and the downstream accuracy of finetuning (paper Table 5)."""
     out = Path(out)
-    train_ds, test_ds, used = load_split(cfg.dataset)
-    mean, std = channel_stats(train_ds.images)
-    x_train, x_test = _normalised(train_ds, mean, std), _normalised(test_ds, mean, std)
-    c, h, w = x_train.shape[1:]
-    modality = {"channels": int(c), "extent": [int(h), int(w)]}
+    images = load_images(cfg.dataset)
+    x_train, x_test, modality, used = images.train, images.test, images.modality, images.name
     budget = cfg.label_budgets[-1]
-    idx = split_per_class(train_ds.labels, budget, seed=cfg.dataset.seed)
-    labelled = TensorDataset(x_train[idx], train_ds.labels[idx])
+    idx = split_per_class(images.train_labels, budget, seed=cfg.dataset.seed)
+    labelled = TensorDataset(x_train[idx], images.train_labels[idx])
     augment = make_augment(cfg.augment) if cfg.augment else None
     rows: dict[str, dict[str, float]] = {}
     for head in cfg.heads:
         pt = quiet(pretrain_config(cfg, "part", modality), progress)
         pt.pretext.head = head
         model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{head}")
+        assert isinstance(model, PART)
         err = pretext_eval(model, pt, x_test, seed=cfg.dataset.seed)
         ft = quiet(
             finetune_config(cfg, "part", len(idx), modality, result.encoder_path, False), progress
@@ -398,20 +452,17 @@ def run_head_ablation(
             "y": err["y"],
             "euclidean": err["euclidean"],
             "baseline_euclidean": err["baseline_euclidean"],
-            "accuracy": _accuracy(clf, ft, TensorDataset(x_test, test_ds.labels)),
+            "accuracy": _accuracy(clf, ft, TensorDataset(x_test, images.test_labels)),
             "head_parameters": sum(p.numel() for p in model.head.parameters()),
         }
-    lines = [
+    table = recipes.format_table(
         f"Head ablation on {used} ({budget} labels per class for finetuning)",
-        f"{'head':<16} {'x (MSE)':>8} {'y (MSE)':>8} {'Euclid':>8} {'zero':>8} {'acc':>7} {'head params':>12}",
-    ]
-    for head, r in rows.items():
-        lines.append(
-            f"{head:<16} {r['x']:>8.3f} {r['y']:>8.3f} {r['euclidean']:>8.3f} {r['baseline_euclidean']:>8.3f} "
-            f"{r['accuracy']:>7.3f} {r['head_parameters']:>12,}"
-        )
-    table = "\n".join(lines)
+        HEAD_COLUMNS,
+        [(head, [r[k] for k in HEAD_KEYS]) for head, r in rows.items()],
+        label_width=16,
+        key="head",
+    )
     res = {"dataset": used, "rows": rows, "table": table}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "heads.json").write_text(json.dumps(res, indent=2))
+    atomic_write_json(out / "heads.json", res)
     return res

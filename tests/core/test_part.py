@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import relpos
 from relpos import PART, CrossAttentionHead, Grid, RandomBoxes, RandomWindows, ViT, extract
 
 
@@ -91,10 +90,14 @@ def test_part_learns_on_smooth_images():
 
 
 def test_grid_spans_work_too():
+    """On a 4x4 grid of 4x4 tiles every target is a whole number of tiles: the offset between
+    the two tiles' grid cells, read from the pair indices alone (row-major cells)."""
     g = torch.Generator().manual_seed(0)
     out = _model().forward_raw(smooth_images(2, g), Grid(4), (4, 4), generator=g)
     assert out.pred.shape == (2, 32, 2)
-    assert relpos.PART is PART
+    cell = torch.stack([out.pairs // 4, out.pairs % 4], -1).float()  # (B, M, 2 tokens, (y, x))
+    assert torch.equal(out.target, cell[:, :, 1] - cell[:, :, 0])
+    assert (out.pairs[..., 0] != out.pairs[..., 1]).all() and out.target.abs().max() <= 3
 
 
 def test_bad_arguments():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from relpos.cli import main
 from relpos.sleep.experiment import (
@@ -58,14 +62,36 @@ def test_splits_disjoint_and_unlabelled_in_pretraining(demo):
     assert len(splits["finetune"]) == 2 and len(splits["test"]) == 2
 
 
+def _state(run: Path) -> dict[str, Any]:
+    """What a finished run left: its log (bytes), its final weights and step, its encoder."""
+    final = torch.load(run / "final.pt", weights_only=True)
+    return {
+        "log": hashlib.sha256((run / "metrics.jsonl").read_bytes()).hexdigest(),
+        "step": final["step"],
+        "model": final["model"],
+        "encoder": load_file(run / "encoder.safetensors"),
+    }
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    same_weights = all(
+        a[k].keys() == b[k].keys() and all(torch.equal(a[k][n], b[k][n]) for n in a[k])
+        for k in ("model", "encoder")
+    )
+    return a["log"] == b["log"] and a["step"] == b["step"] and same_weights
+
+
 def test_rerun_resumes_without_retraining(demo):
     out, cfg, res = demo
-    before = (out / "finetune-part" / "final.pt").stat().st_mtime_ns
+    runs = ("pretrain-part", "finetune-part", "finetune-supervised_nopos")
+    before = {r: _state(out / r) for r in runs}
     again = run_demo(cfg, out, progress=False)
     for method in METHODS:
         assert again["results"][method]["kappa"] == pytest.approx(res["results"][method]["kappa"])
-    assert again["runs"]["finetune-part"]["steps"] == res["runs"]["finetune-part"]["steps"]
-    assert (out / "finetune-part" / "final.pt").stat().st_mtime_ns >= before
+    for r in runs:
+        assert again["runs"][r]["steps"] == res["runs"][r]["steps"]
+        # the finished run was skipped: no step logged, no weight changed
+        assert _same(_state(out / r), before[r]), r
 
 
 def test_cli_evaluate_and_errors(demo, capsys, tmp_path):

@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from relpos.sleep import filters
+from relpos.sleep.filters import fir_design
 from relpos.sleep.preprocess import (
     Bandpass,
     Epochs,
@@ -68,6 +70,14 @@ def test_fir_filter_block_grouping_irrelevant() -> None:
     c = fir_filter(x[0], h)
     np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(c, b[0], atol=1e-6)
+
+
+def test_fir_design_is_mnes_cached_and_read_only() -> None:
+    h = fir_design(200.0, 0.1, 30.0)
+    assert h.shape == (6601,) and not h.flags.writeable  # the length the docstrings quote
+    assert fir_design(200.0, 0.1, 30.0) is h  # designed once per (fs, band)
+    np.testing.assert_allclose(h, h[::-1])  # linear phase: symmetric taps
+    assert filters.fir_filter is fir_filter  # the same function, re-exported by preprocess
 
 
 def test_bandpass_validation() -> None:

@@ -1,9 +1,11 @@
-"""Tests of the prepared-epoch store, the torch dataset/samplers and the subject splits."""
+"""Tests of the prepared-epoch store, the torch dataset and the subject splits."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,19 +17,20 @@ import wfdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relpos.core.atomic import TMP_MARK
 from relpos.sleep.physionet2018 import EEG_CHANNELS
 from relpos.sleep.preprocess import Bandpass, Epochs, Pipeline, Resample, default_pipeline
 from relpos.sleep.store import (
     EpochDataset,
     EpochStore,
-    RecordChunkSampler,
     StoreMismatchError,
     load_splits,
-    make_loader,
     make_splits,
     prepare_store,
     save_splits,
 )
+from relpos.sleep.store.layout import clean_temporaries, is_temporary
+from relpos.train.order import EpochSampler
 
 ALL_CHANNELS = (*EEG_CHANNELS, "E1-M2", "Chin1-Chin2", "ABD", "CHEST", "AIRFLOW", "SaO2", "ECG")
 EPOCH = 6000  # samples per 30 s at 200 Hz
@@ -200,15 +203,48 @@ def test_resume_after_kill(src: Path, tmp_path: Path) -> None:
     # 4th was written (temporary files)
     assert (out / "records" / "tr00-0001.npy").exists()
     (out / "records" / "tr00-0001.json").unlink()
-    (out / "records" / "tr00-0002.npy.tmp-99999").write_bytes(b"partial")
-    (out / "records" / "tr00-0002.json.tmp-99999").write_text("{")
+    (out / "records" / f".tr00-0002.npy{TMP_MARK}99999.npy").write_bytes(b"partial")
+    (out / "records" / f".tr00-0002.json{TMP_MARK}99999.json").write_text("{")
+    (out / "records" / f"tr00-0003.npy{TMP_MARK}99999").write_bytes(b"old-style name")
     s = prepare_store(src, out, progress=False)
     assert (s.n_new, s.n_existing) == (3, 2)
-    assert not list(out.rglob("*.tmp-*"))
+    assert not list(out.rglob(f"*{TMP_MARK}*"))
     store = EpochStore(out)
     assert len(store.record_ids) == len(set(store.record_ids.tolist())) == 5
     assert len(store) == ref.n_epochs == s.n_epochs
     np.testing.assert_array_equal(store.labels, EpochStore(tmp_path / "ref").labels)
+
+
+_KILLED_WRITES = """
+import os, sys
+from relpos.core.atomic import atomic_path
+a, b, c = sys.argv[1:]
+with atomic_path(a) as ta, atomic_path(b) as tb, atomic_path(c) as tc:
+    for t in (ta, tb, tc):
+        t.write_bytes(b"{partial")
+    os._exit(9)  # killed mid-write: no rename happens
+"""
+
+
+def test_killed_writes_leave_nothing_taken_as_data(src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    prepare_store(src, out, progress=False, limit=2)
+    ref = EpochStore(out)
+    targets = [out / "records" / "tr00-0002.npy", out / "records" / "tr00-0002.json"]
+    targets.append(out / "index.npz")
+    r = subprocess.run([sys.executable, "-c", _KILLED_WRITES, *map(str, targets)], check=False)
+    assert r.returncode == 9
+    left = [p for p in out.rglob("*") if is_temporary(p.name)]
+    assert len(left) == 3 and not any(t.exists() for t in targets[:2])
+    # a temporary meta ends with .json: the index must not take it for a record
+    assert any(p.name.endswith(".json") for p in left)
+    store = EpochStore(out, rebuild_index=True)
+    assert store.record_ids.tolist() == ref.record_ids.tolist()
+    np.testing.assert_array_equal(store.labels, ref.labels)
+    s = prepare_store(src, out, progress=False, limit=3)
+    assert (s.n_new, s.n_existing, s.n_records) == (1, 2, 3)
+    assert not [p for p in out.rglob("*") if is_temporary(p.name)]
+    assert clean_temporaries(out) == 0
 
 
 def test_mismatched_settings_refused(src: Path, tmp_path: Path) -> None:
@@ -327,29 +363,13 @@ def test_dataloaders(store: EpochStore) -> None:
         assert x.shape[1:] == (6, 3000) and y.dtype == torch.int64 and s.shape == y.shape
         seen.append(len(y))
     assert sum(seen) == len(ds)
-    for chunked in (False, True):
-        got = []
-        for x, y, _ in make_loader(ds, batch_size=16, chunked=chunked, chunk_size=4, seed=1):
-            assert x.shape[0] == y.shape[0] <= 16
-            got.append(y)
-        assert torch.cat(got).sort().values.tolist() == sorted(ds.labels.tolist())
-
-
-def test_record_chunk_sampler(store: EpochStore) -> None:
-    ds = EpochDataset(store)
-    sp = RecordChunkSampler(ds, batch_size=10, shuffle=True, seed=3, chunk_size=4)
-    order = sp.order(0)
-    assert sorted(order.tolist()) == list(range(len(ds)))
-    np.testing.assert_array_equal(order, RecordChunkSampler(ds, 10, True, 3, 4).order(0))
-    assert not np.array_equal(order, sp.order(1))
-    # runs of consecutive positions of one record, at most chunk_size long
-    brk = np.flatnonzero((np.diff(order) != 1) | (np.diff(ds.record_index[order]) != 0)) + 1
-    runs = np.diff(np.concatenate([[0], brk, [len(order)]]))
-    assert runs.max() <= 4 and runs.mean() > 2
-    batches = list(sp)
-    assert len(batches) == len(sp) == -(-len(ds) // 10)
-    assert sorted(i for b in batches for i in b) == list(range(len(ds)))
-    assert next(iter(RecordChunkSampler(ds, 10, shuffle=False))) == list(range(10))
+    # the training loop's per-record order (relpos.train.order) over the dataset
+    got = []
+    sampler = EpochSampler(len(ds), groups=ds.record_index)
+    for x, y, _ in torch.utils.data.DataLoader(ds, batch_size=16, sampler=sampler):
+        assert x.shape[0] == y.shape[0] <= 16
+        got.append(y)
+    assert torch.cat(got).sort().values.tolist() == sorted(ds.labels.tolist())
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from relpos import PART, ViT
 from relpos.sleep.experiment import SleepConfig, finetune_config, pretrain_config
 from relpos.train.config import (
+    FinetuneConfig,
+    PresetSections,
     TrainConfig,
+    WindowsConfig,
+    build_modality,
     build_model,
     list_presets,
     load_config,
@@ -86,7 +91,7 @@ def test_methods_configs():
 def test_build_model_variants():
     cfg = TrainConfig.model_validate(
         {
-            "modality": {"channels": 3, "extent": [16, 16], "token_shape": [4, 4]},
+            "modality": {"name": "image", "channels": 3, "extent": [16, 16], "token_shape": [4, 4]},
             "encoder": {"preset": "vit_mini", "depth": 1},
             "pretext": {
                 "sampler": {"kind": "boxes", "size": 4, "count": 9},
@@ -100,3 +105,140 @@ def test_build_model_variants():
     cfg.task = "finetune"
     clf = build_model(cfg)
     assert isinstance(clf, ViT) and clf.pos_embed.shape[1] == 16 and clf.token_dim == 48
+
+
+# ---------------------------------------------------------------------- names checked at load
+def _image(**extra):
+    return {
+        "modality": {"name": "image", "channels": 1, "extent": [32, 32], "token_shape": [4, 4]},
+        **extra,
+    }
+
+
+def test_sampler_axes_must_match_the_modality():
+    with pytest.raises(
+        ValueError,
+        match=r"pretext.sampler 'windows' draws 1-D spans but modality 'image' has 2 axes",
+    ):
+        TrainConfig.model_validate(_image())
+    with pytest.raises(
+        ValueError, match=r"finetune.grid 'grid' draws 1-D spans but modality 'image'"
+    ):
+        TrainConfig.model_validate(_image(task="finetune", finetune={"grid": {"token_shape": [4]}}))
+    with pytest.raises(ValueError, match="modality 'signal' has 1 axes; extent"):
+        TrainConfig.model_validate({"modality": {"extent": [32, 32], "token_shape": [4, 4]}})
+    cfg = TrainConfig.model_validate(_image(pretext={"sampler": {"kind": "boxes", "size": 4}}))
+    assert cfg.pretext_sampler().ndim == 2
+    with pytest.raises(ValueError, match="'windows' draws 1-D spans"):
+        cfg.modality = cfg.modality.model_copy()  # re-checked on assignment
+        cfg.pretext = cfg.pretext.model_copy(update={"sampler": WindowsConfig()})
+        cfg.task = "pretrain"
+    # finetuning sections keep the default pretext sampler: only the grid is checked
+    TrainConfig.model_validate(_image(task="finetune"))
+
+
+def test_unknown_names_list_the_known_ones():
+    cases = [
+        ({"modality": {"name": "audio"}}, r"unknown modality 'audio'; known: .*image, signal"),
+        ({"pretext": {"sampler": {"kind": "rings"}}}, r"unknown sampler 'rings'; known: .*boxes"),
+        ({"pretext": {"sampler": {"count": 4}}}, r"a sampler needs a kind; known: .*boxes"),
+        (
+            {"pretext": {"head": "transformer"}},
+            r"unknown head 'transformer'; known: cross_attention",
+        ),
+        (
+            {"encoder": {"preset": "vit_huge"}},
+            r"unknown encoder preset 'vit_huge'; known: vit_base",
+        ),
+        ({"modality": {"options": {"colour": 1}}}, r"modality 'signal': bad options"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.model_validate(data)
+
+
+def test_numbers_are_bounded():
+    for data in (
+        {"pretext": {"sampler": {"kind": "windows", "count": 1}}},
+        {"optim": {"lr": 0}},
+        {"modality": {"channels": 0}},
+        {"finetune": {"label_smoothing": 1.0}},
+        {"pretext": {"pos_drop": 1.5}},
+    ):
+        with pytest.raises(ValueError):
+            TrainConfig.model_validate(data)
+
+
+def test_finetune_augment_is_not_a_silent_field():
+    # configs and checkpoints written when the (never applied) field existed still load
+    assert TrainConfig.model_validate({"finetune": {"augment": []}}).finetune == FinetuneConfig()
+    with pytest.raises(ValueError, match="finetune.augment is not a TrainConfig field"):
+        TrainConfig.model_validate({"finetune": {"augment": ["flip"]}})
+    with pytest.raises(ValueError, match="finetune.augment"):
+        load_preset(
+            "physionet2018-demo", SleepConfig, parse_overrides(["finetune.finetune.augment=[flip]"])
+        )
+
+
+def test_a_registered_sampler_needs_no_config_edit(tmp_path):
+    from typing import Literal
+
+    from relpos import RandomSpans, SamplerConfig, register_sampler
+
+    class DiagonalConfig(SamplerConfig):
+        kind: Literal["diagonal_test"] = "diagonal_test"
+        count: int = 5
+
+        def build(self, token_shape):
+            return RandomSpans(tuple(float(t) for t in token_shape), self.count)
+
+        def axes(self):
+            return 2
+
+    register_sampler("diagonal_test", DiagonalConfig)
+    cfg = TrainConfig.model_validate(
+        _image(pretext={"sampler": {"kind": "diagonal_test", "count": 7}})
+    )
+    assert isinstance(cfg.pretext.sampler, DiagonalConfig)
+    assert cfg.pretext_sampler().num_spans((32, 32)) == 7
+    assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg
+    with pytest.raises(ValueError, match="count"):
+        TrainConfig.model_validate(
+            _image(pretext={"sampler": {"kind": "diagonal_test", "count": "x"}})
+        )
+    with pytest.raises(ValueError, match="must subclass SamplerConfig"):
+        register_sampler("nope", dict)  # type: ignore[arg-type]
+
+
+def test_generic_samplers_and_the_modality_object():
+    spans = TrainConfig.model_validate(_image(pretext={"sampler": {"kind": "spans", "count": 6}}))
+    assert spans.pretext_sampler().num_spans((32, 32)) == 6  # size: the token shape
+    video = {"name": "video", "channels": 3, "extent": [4, 16, 16], "token_shape": [2, 4, 4]}
+    cuboids = TrainConfig.model_validate(
+        {"modality": video, "pretext": {"sampler": {"kind": "cuboids", "count": 8}}}
+    )
+    assert cuboids.modality_object().sampler.num_spans((4, 16, 16)) == 8
+    own = TrainConfig.model_validate(
+        {"modality": video, "pretext": {"sampler": {"kind": "modality"}}}
+    )
+    assert own.pretext_sampler().ndim == 3
+    spec = {
+        "name": "spectrogram",
+        "channels": 2,
+        "extent": [9, 17],
+        "token_shape": [3, 4],
+        "options": {"n_fft": 16, "hop": 4},
+    }
+    cfg = TrainConfig.model_validate(
+        {"modality": spec, "pretext": {"sampler": {"kind": "boxes", "size": [3, 4], "count": 6}}}
+    )
+    m = build_modality(cfg)
+    assert m.transform is not None and m.channels == 2 and m.token_shape == (3, 4)
+    assert m.prepare(torch.randn(1, 2, 64)).shape == (1, 2, 9, 17)
+    assert TrainConfig().modality_object().transform is None
+
+
+def test_preset_sections_read_any_experiment_preset():
+    for name in ("physionet2018-demo", "mnist5k-demo"):
+        sections = load_preset(name, PresetSections)
+        assert sections.pretrain.task == "pretrain" and sections.part_grid.kind == "grid"

@@ -16,11 +16,20 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from relpos.train.checkpoint import CheckpointManager, export_encoder, load_encoder, load_model
+from relpos.core.atomic import TMP_MARK
+from relpos.core.extract import extract
+from relpos.train.api import predict
+from relpos.train.checkpoint import (
+    CheckpointManager,
+    atomic_save,
+    export_encoder,
+    load_encoder,
+    load_model,
+)
 from relpos.train.config import TrainConfig, build_model
 from relpos.train.loop import fit, lr_at
 from relpos.train.order import EpochSampler
-from relpos.train.tasks import make_task
+from relpos.train.tasks import FinetuneTask, make_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,6 +193,76 @@ def test_linear_probe_freezes_the_encoder(tmp_path):
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"head.weight", "head.bias"}
+
+
+def test_linear_probe_is_the_finetune_tasks_preparation():
+    cfg = tiny_config("finetune")
+    model = build_model(cfg)
+    FinetuneTask(cfg).prepare(model)  # without linear_probe: everything trains
+    assert all(p.requires_grad for p in model.parameters())
+    cfg.finetune.linear_probe = True
+    FinetuneTask(cfg).prepare(model)
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"head.weight", "head.bias"}
+
+
+def test_predict_classifies_on_the_grid(tmp_path):
+    cfg = tiny_config("finetune")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    data = tiny_data(20)
+    groups = torch.arange(20) // 5
+    out = predict(model, cfg, TensorDataset(*data.tensors, groups), batch_size=8)
+    x, y = data.tensors
+    spans = cfg.grid_sampler()((16, 16), 20)
+    with torch.no_grad():
+        want = model(extract(x, spans, (4, 4)), spans).softmax(-1)
+    torch.testing.assert_close(torch.from_numpy(out["prob"]), want)
+    assert out["pred"].tolist() == want.argmax(-1).tolist()
+    assert out["label"].tolist() == y.tolist() and out["group"].tolist() == groups.tolist()
+    unlabelled = predict(model, cfg, TensorDataset(x), batch_size=8)
+    assert (unlabelled["label"] == -1).all() and (unlabelled["group"] == -1).all()
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if TMP_MARK in p.name]
+
+
+def _fail_replace(*args):
+    raise OSError("disk gone")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    manager = CheckpointManager(tmp_path / "ck")
+    path = manager.save({"step": 1, "w": torch.ones(3)}, 5)
+    monkeypatch.setattr(os, "replace", _fail_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        manager.save({"step": 2, "w": torch.zeros(3)}, 5)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic_save({"step": 3}, tmp_path / "ck" / "final.pt")
+    monkeypatch.undo()
+    # the old checkpoint survives whole, and no temporary file is left behind
+    _, ck = manager.latest()
+    assert ck["step"] == 1 and torch.equal(ck["w"], torch.ones(3))
+    assert manager.paths() == [path] and _leftovers(tmp_path / "ck") == []
+    assert not (tmp_path / "ck" / "final.pt").exists()
+    # a temporary file of a killed write is swept by the next save
+    (tmp_path / "ck" / f".ckpt-000000009.pt{TMP_MARK}123.pt").write_bytes(b"partial")
+    manager.save({"step": 3}, 6)
+    assert _leftovers(tmp_path / "ck") == []
+
+
+def test_encoder_export_is_atomic(tmp_path, monkeypatch):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    path = export_encoder(build_model(cfg), tmp_path / "encoder.safetensors", extra={"v": 1})
+    before = path.read_bytes(), path.with_suffix(".json").read_text()
+    monkeypatch.setattr(os, "replace", _fail_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        export_encoder(build_model(cfg), path, extra={"v": 2})
+    monkeypatch.undo()
+    assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
+    assert json.loads(before[1])["v"] == 1 and _leftovers(tmp_path) == []
 
 
 _KILL_SCRIPT = textwrap.dedent(

@@ -41,7 +41,9 @@ def test_method_configs():
     assert ft.optim.epochs * (100 // ft.optim.batch_size) >= cfg.finetune_steps
     probe = finetune_config(cfg, "part", 500, modality, "x.safetensors", probe=True)
     assert probe.finetune.linear_probe and probe.finetune.init == "x.safetensors"
-    with pytest.raises(ValueError, match="unknown pretraining method"):
+    with pytest.raises(
+        ValueError, match="unknown method .mae.; known: part, part_grid, part_scale"
+    ):
         pretrain_config(cfg, "mae", modality)
 
 

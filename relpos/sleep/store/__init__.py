@@ -1,5 +1,28 @@
 """The prepared-epoch store: writer (``prepare_store``), reader (``EpochStore``,
-``EpochDataset``) and subject-level splits."""
+``EpochDataset``) and subject-level splits.
 
-from relpos.sleep.store.reader import *  # noqa: F403
-from relpos.sleep.store.reader import __all__  # noqa: F401
+Modules: :mod:`~relpos.sleep.store.layout` (file names, format version, temporary names),
+:mod:`~relpos.sleep.store.writer` (``relpos prepare``), :mod:`~relpos.sleep.store.summary`
+(what a run did), :mod:`~relpos.sleep.store.reader` (memory-mapped reading, torch dataset) and
+:mod:`~relpos.sleep.store.splits`.
+"""
+
+from relpos.sleep.store.layout import FORMAT, VERSION, StoreMismatchError
+from relpos.sleep.store.reader import EpochDataset, EpochStore
+from relpos.sleep.store.splits import SPLIT_KEYS, load_splits, make_splits, save_splits
+from relpos.sleep.store.summary import PrepareSummary
+from relpos.sleep.store.writer import prepare_store
+
+__all__ = [
+    "FORMAT",
+    "SPLIT_KEYS",
+    "VERSION",
+    "EpochDataset",
+    "EpochStore",
+    "PrepareSummary",
+    "StoreMismatchError",
+    "load_splits",
+    "make_splits",
+    "prepare_store",
+    "save_splits",
+]

@@ -1,0 +1,184 @@
+"""The sleep-staging commands of ``relpos``: ``synth``, ``prepare``, ``splits``, ``evaluate`` and
+``demo sleep`` (mounted by :mod:`relpos.cli`; imports are deferred to the command run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMANDS", "demo", "preset_arg", "set_arg"]
+
+
+def set_arg(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"override, e.g. {example}"
+    )
+
+
+def preset_arg(p: argparse.ArgumentParser, default: str | None = "physionet2018-demo") -> None:
+    helptext = "sleep preset name or YAML/JSON file"
+    if default is None:
+        helptext = (
+            "preset name or YAML/JSON file (default: the modality's, physionet2018-demo for "
+            "the default signal modality)"
+        )
+    p.add_argument("--preset", default=default, help=helptext)
+
+
+def _sleep_preset(args: argparse.Namespace) -> Any:
+    from relpos.sleep.experiment import load_sleep_config
+    from relpos.train.config import parse_overrides
+
+    return load_sleep_config(args.preset, parse_overrides(getattr(args, "set", None) or []))
+
+
+# ---------------------------------------------------------------------- synth
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="directory to write the records into")
+    p.add_argument("--records", type=int, default=60, help="labelled records (default 60)")
+    p.add_argument("--unlabelled", type=int, default=0, help="extra records without .arousal")
+    p.add_argument(
+        "--max-hours", type=float, default=None, help="crop each night to a window of this length"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--layout", choices=["nested", "flat"], default="nested")
+    p.add_argument(
+        "--report", action="store_true", help="print per-stage band powers next to real EEG"
+    )
+
+
+def synth(args: argparse.Namespace) -> int:
+    """Write synthetic PSG records in the PhysioNet/CinC 2018 format (.hea/.mat/.arousal)."""
+    from relpos.sleep.synthetic import synthesize_dataset
+
+    paths = synthesize_dataset(
+        args.out, args.records, seed=args.seed, max_hours=args.max_hours, layout=args.layout,
+        unlabelled=args.unlabelled, jobs=args.jobs,
+    )  # fmt: skip
+    print(f"{len(paths)} records in {args.out}")
+    if args.report:
+        from relpos.sleep.synthetic.realism import band_power_table, format_table
+
+        print(format_table(band_power_table(args.out)))
+    return 0
+
+
+# ---------------------------------------------------------------------- prepare
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="directory of records (challenge layout or flat)")
+    p.add_argument("store", help="store directory to create or complete")
+    preset_arg(p)
+    p.add_argument(
+        "--jobs", type=int, default=None, help="parallel records (default: from the preset)"
+    )
+    p.add_argument("--dtype", choices=["float16", "float32"], default=None)
+    p.add_argument("--iir", action="store_true", help="IIR (Butterworth) bandpass instead of FIR")
+    p.add_argument("--require-labels", action="store_true", help="skip records without .arousal")
+    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.add_argument("--retry-skipped", action="store_true", help="retry records skipped before")
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Filter, resample and epoch records into a memory-mapped store (resumable, parallel)."""
+    from relpos.sleep.preprocess import Bandpass
+    from relpos.sleep.store import prepare_store
+
+    spec = _sleep_preset(args).prepare
+    pipeline = spec.pipeline
+    if args.iir:
+        steps = [
+            Bandpass(**{**s.model_dump(), "method": "iir"}) if s.name == "bandpass" else s
+            for s in pipeline.steps
+        ]
+        pipeline = pipeline.model_copy(update={"steps": steps})
+    summary = prepare_store(
+        args.src, args.store, pipeline=pipeline, channels=spec.channels, dtype=args.dtype or spec.dtype,
+        jobs=args.jobs or spec.jobs, require_labels=args.require_labels, limit=args.limit,
+        retry_skipped=args.retry_skipped,
+    )  # fmt: skip
+    print(summary.format())
+    return 0
+
+
+# ---------------------------------------------------------------------- splits
+def _splits_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    preset_arg(p)
+    p.add_argument("--finetune", type=int, default=None, help="finetuning subjects")
+    p.add_argument("--test", type=int, default=None, help="held-out test subjects")
+    p.add_argument("--val", type=int, default=None, help="validation subjects")
+    p.add_argument("--pretrain", type=int, default=None, help="cap on pretraining subjects")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="splits file (default STORE/splits.json)")
+
+
+def splits(args: argparse.Namespace) -> int:
+    """Seeded subject-level splits (pretrain / finetune / val / test), saved as JSON."""
+    from relpos.sleep.experiment import write_splits
+    from relpos.sleep.store import EpochStore
+
+    spec = _sleep_preset(args).splits
+    for field, value in (("n_finetune", args.finetune), ("n_test", args.test), ("n_val", args.val),
+                         ("n_pretrain", args.pretrain), ("seed", args.seed)):  # fmt: skip
+        if value is not None:
+            setattr(spec, field, value)
+    out = Path(args.out or Path(args.store) / "splits.json")
+    made = write_splits(EpochStore(args.store), spec, out)
+    print(f"{out}: " + ", ".join(f"{k} {len(v)} subjects" for k, v in made.items()))
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluate
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a finetuned checkpoint (final.pt or checkpoints/ckpt-*.pt)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--splits", default=None)
+    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--out", default=None, help="write metrics.json, confusion.png, hypnogram.png here"
+    )
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--batch-size", type=int, default=512)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Cohen's kappa, accuracy, macro-F1, per-class F1 and confusion on held-out subjects."""
+    from relpos.sleep.experiment import evaluate_checkpoint
+    from relpos.sleep.sources import store_dataset
+    from relpos.train.metrics import format_report
+
+    data = store_dataset(args.store, args.split, True, args.splits)
+    report = evaluate_checkpoint(
+        args.checkpoint, data, Path(args.out) if args.out else None,
+        batch_size=args.batch_size, plots=not args.no_plots,
+    )  # fmt: skip
+    print(format_report(report))
+    return 0
+
+
+# ---------------------------------------------------------------------- demo sleep
+def demo(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
+    """``relpos demo sleep``: the whole experiment; prints its table, paths and timings."""
+    from relpos.sleep.experiment import QUICK, load_sleep_config, run_demo
+    from relpos.train.config import merge
+
+    if args.quick:
+        overrides = merge(QUICK, overrides)
+    cfg = load_sleep_config(args.preset or "physionet2018-demo", overrides)
+    res = run_demo(cfg, out, data_dir=args.data, progress=not args.no_progress)
+    print()
+    print(res["table"])
+    print(f"\nresults: {out / 'results.json'}; plots: {out}/eval-*/confusion.png, hypnogram.png")
+    print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in res["timings_s"].items()))
+    return 0
+
+
+#: command name -> (argument setup, run)
+COMMANDS = {
+    "synth": (_synth_args, synth),
+    "prepare": (_prepare_args, prepare),
+    "splits": (_splits_args, splits),
+    "evaluate": (_evaluate_args, evaluate),
+}

@@ -1,0 +1,33 @@
+"""The sleep EEG store as a training data source (``eeg_store`` in :mod:`relpos.train.data`):
+``relpos pretrain --store S`` is ``relpos pretrain --data-source eeg_store --data S``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from relpos.sleep.store import EpochDataset, EpochStore, load_splits
+from relpos.train.data import SourceData
+
+__all__ = ["eeg_store", "store_dataset"]
+
+
+def store_dataset(
+    store: str | Path, split: str, labelled: bool, splits: str | Path | None = None
+) -> EpochDataset:
+    """The epochs of the subjects in ``split`` of a prepared store (``splits``: the splits
+    file, default ``STORE/splits.json``); ``labelled``: only the scored epochs."""
+    path = Path(splits or Path(store) / "splits.json")
+    data = EpochStore(store)
+    if not path.exists():
+        raise FileNotFoundError(f"splits file {path} not found: run `relpos splits {store}` first")
+    named = load_splits(path)
+    if split not in named:
+        raise ValueError(f"split {split!r} not in {path}; it has {', '.join(named)}")
+    return EpochDataset(data, named[split], labelled_only=labelled)
+
+
+def eeg_store(path: str | Path, split: str, labelled: bool, **kwargs: Any) -> SourceData:
+    """A store's split, grouped by record, with its stage labels (for class weights)."""
+    data = store_dataset(path, split, labelled, **kwargs)
+    return SourceData(data, groups=data.record_index, labels=data.labels)

@@ -1,0 +1,428 @@
+"""Write the epoch store: ``relpos prepare`` (layout in :mod:`relpos.sleep.store.layout`).
+
+Each file is replaced atomically (:mod:`relpos.core.atomic`); a record's ``.npy`` first, its
+meta ``.json`` last. A killed run therefore leaves at most temporary files (removed by the next
+run) or an ``.npy`` without meta (redone by the next run); a record counts as finished only
+when its meta exists. Re-running skips finished and skipped records and touches none of their
+files. Records are prepared in worker processes, one record per worker in memory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relpos.core.atomic import atomic_path
+from relpos.sleep.format import EEG_CHANNELS, UNLABELLED
+from relpos.sleep.physionet2018 import Record, RecordError, RecordFiles, find_records, read_record
+from relpos.sleep.preprocess import EpochedSignal, Pipeline, default_pipeline, drop_bad_epochs
+from relpos.sleep.store.layout import (
+    FORMAT,
+    LOCK_FILE,
+    RECORDS_DIR,
+    SKIPPED_DIR,
+    STORE_FILE,
+    SUMMARY_FILE,
+    VERSION,
+    StoreMismatchError,
+    clean_temporaries,
+    read_json,
+    record_meta_path,
+    record_npy_path,
+    skipped_path,
+    write_json,
+)
+from relpos.sleep.store.summary import PrepareSummary, store_totals
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PrepareSummary", "prepare_store"]
+
+#: A finished worker's report: ``{"record_id", "status": "done"|"skipped"|"failed", ...}``.
+Result = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# lock and store config
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _store_lock(store_dir: Path) -> Iterator[None]:
+    """Exclusive advisory lock so that two prepare runs never share a store (released when
+    the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    fh = open(store_dir / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise RuntimeError(f"{store_dir}: another prepare run holds the store lock") from e
+        yield
+    finally:
+        fh.close()
+
+
+def _store_config(pipeline: Pipeline, channels: Sequence[str], dtype: str) -> dict[str, Any]:
+    pkg = "relpos"
+    fs = next((s.sfreq for s in pipeline.continuous_steps if s.name == "resample"), None)
+    try:
+        from importlib.metadata import version
+
+        created_by = f"{pkg} {version(pkg)}"
+    except Exception:
+        created_by = pkg
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": dtype,
+        "channels": list(channels),
+        "fs": fs,
+        "epoch_samples": None if fs is None else pipeline.epochs_step.samples(fs),
+        "epoch_seconds": pipeline.epochs_step.seconds,
+        "pipeline": pipeline.model_dump(mode="json"),
+        "created_by": created_by,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+_COMPARED = ("format", "version", "dtype", "channels", "pipeline")
+
+
+def _check_config(path: Path, have: dict[str, Any], want: dict[str, Any]) -> None:
+    diffs = [k for k in _COMPARED if have.get(k) != want.get(k)]
+    if diffs:
+        lines = [f"  {k}: store has {have.get(k)!r}, requested {want.get(k)!r}" for k in diffs]
+        raise StoreMismatchError(
+            f"{path} was prepared with other settings; use another store directory or delete "
+            f"it (stores are never mixed):\n" + "\n".join(lines)
+        )
+
+
+def _open_store(root: Path, pipeline: Pipeline, channels: Sequence[str], dtype: str) -> None:
+    """Write ``store.json`` or check it against the request; create the folders; remove the
+    temporary files of an interrupted run (call under the store lock)."""
+    cfg = _store_config(pipeline, channels, dtype)
+    cfg_path = root / STORE_FILE
+    if cfg_path.exists():
+        _check_config(cfg_path, read_json(cfg_path), cfg)
+    else:
+        write_json(cfg_path, cfg)
+    (root / RECORDS_DIR).mkdir(exist_ok=True)
+    (root / SKIPPED_DIR).mkdir(exist_ok=True)
+    clean_temporaries(root)
+
+
+# --------------------------------------------------------------------------------------------
+# one record (in a worker process)
+# --------------------------------------------------------------------------------------------
+
+
+def _epochs(
+    rec: RecordFiles,
+    pipeline: Pipeline,
+    channels: tuple[str, ...],
+    require_labels: bool,
+    timings: dict[str, float],
+) -> tuple[Record, EpochedSignal, int]:
+    """Read a record and run the pipeline: (record without its signal, epochs, record length
+    in samples)."""
+    t0 = time.perf_counter()
+    record = read_record(rec, channels, require_labels=require_labels)
+    timings["read"] = time.perf_counter() - t0
+    T = record.signal.shape[1]
+    S0 = pipeline.epochs_step.samples(record.fs)
+    if T - record.onset < S0:
+        raise RecordError(
+            f"{rec.header}: record shorter than one epoch: {T - record.onset} samples "
+            f"after onset sample {record.onset} < {S0} ({pipeline.epochs_step.seconds} s "
+            f"at {record.fs:g} Hz)"
+        )
+    n_lab = None if record.labels is None else len(record.labels)
+    ep = pipeline.run(record.signal, record.fs, record.onset, n_lab, timings=timings)
+    record.signal = np.empty((0, 0), np.float32)  # free the samples
+    return record, ep, T
+
+
+def _to_dtype(epochs: np.ndarray, dtype: str) -> tuple[np.ndarray, int]:
+    """Epochs in the store dtype, float16 values beyond +-65504 clipped; (array, n clipped)."""
+    n_clipped = 0
+    lim = float(np.finfo(np.float16).max)
+    if dtype == "float16" and (epochs.max() > lim or epochs.min() < -lim):
+        n_clipped = int(np.count_nonzero(np.abs(epochs) > lim))
+        np.clip(epochs, -lim, lim, out=epochs)
+    return epochs.astype(dtype, copy=False), n_clipped
+
+
+def _write_record(
+    rec: RecordFiles,
+    root: Path,
+    pipeline: Pipeline,
+    channels: tuple[str, ...],
+    dtype: str,
+    require_labels: bool,
+    timings: dict[str, float],
+) -> int:
+    """Prepare one record and write its ``.npy``, then its meta; returns its epoch count."""
+    rid = rec.record_id
+    record, ep, T = _epochs(rec, pipeline, channels, require_labels, timings)
+    n = ep.epochs.shape[0]
+    labels = np.full(n, UNLABELLED, np.int8) if record.labels is None else record.labels[:n]
+    t0 = time.perf_counter()
+    kept, kept_labels, keep, dropped = drop_bad_epochs(ep.epochs, labels)
+    timings["drop"] = time.perf_counter() - t0
+    if kept.shape[0] == 0:
+        raise RecordError(
+            f"{rec.header}: all {n} epochs are bad (NaN: {dropped['nan']}, flat: {dropped['flat']})"
+        )
+    assert kept_labels is not None
+    t0 = time.perf_counter()
+    arr, n_clipped = _to_dtype(kept, dtype)
+    with atomic_path(record_npy_path(root, rid)) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+    meta = {
+        "record_id": rid,
+        "subject_id": rec.subject_id,
+        "n_epochs": int(arr.shape[0]),
+        "shape": list(arr.shape),
+        "dtype": dtype,
+        "fs": ep.fs,
+        "source_fs": record.fs,
+        "source_samples": int(T),
+        "onset_sample": int(record.onset),
+        "labelled": record.labels is not None,
+        "labels": kept_labels.astype(int).tolist(),
+        "epoch_index": ep.epoch_index[keep].astype(int).tolist(),
+        "onset_s": np.round(ep.onsets[keep], 6).tolist(),
+        "dropped": dropped,
+        "n_clipped": n_clipped,
+        "source": str(rec.header.parent),
+    }
+    write_json(record_meta_path(root, rid), meta)  # the completion marker
+    skipped_path(root, rid).unlink(missing_ok=True)
+    timings["write"] = time.perf_counter() - t0
+    return int(arr.shape[0])
+
+
+def _process_record(
+    rec: RecordFiles,
+    store_dir: str,
+    pipeline_json: str,
+    channels: tuple[str, ...],
+    dtype: str,
+    require_labels: bool,
+) -> Result:
+    """Prepare one record and write its files (runs in a worker process).
+
+    Returns a small dict: ``{"record_id", "status": "done"|"skipped", "reason", "n_epochs",
+    "timings"}``. Never raises for problems of the record itself.
+    """
+    rid = rec.record_id
+    root = Path(store_dir)
+    timings: dict[str, float] = {}
+    # a record being (re)done has no valid meta: drop a stale one first
+    record_meta_path(root, rid).unlink(missing_ok=True)
+    try:
+        pipeline = Pipeline.model_validate_json(pipeline_json)
+        n = _write_record(rec, root, pipeline, channels, dtype, require_labels, timings)
+        return {"record_id": rid, "status": "done", "n_epochs": n, "timings": timings}
+    except Exception as e:
+        reason = str(e) if isinstance(e, RecordError) else f"{type(e).__name__}: {e}"
+        if isinstance(e, RecordError):
+            logger.warning("skipping %s: %s", rid, reason)
+        else:
+            logger.exception("skipping %s after an unexpected error", rid)
+        record_npy_path(root, rid).unlink(missing_ok=True)
+        write_json(
+            skipped_path(root, rid),
+            {"record_id": rid, "reason": reason, "source": str(rec.header.parent)},
+        )
+        return {"record_id": rid, "status": "skipped", "reason": reason, "timings": timings}
+
+
+# --------------------------------------------------------------------------------------------
+# prepare
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_store(
+    src_dir: str | os.PathLike,
+    store_dir: str | os.PathLike,
+    *,
+    pipeline: Pipeline | None = None,
+    channels: Sequence[str] = EEG_CHANNELS,
+    dtype: str = "float16",
+    jobs: int = 1,
+    progress: bool = True,
+    require_labels: bool = False,
+    limit: int | None = None,
+    retry_skipped: bool = False,
+    mp_context: str | None = "spawn",
+) -> PrepareSummary:
+    """Preprocess the records under ``src_dir`` into the epoch store ``store_dir``.
+
+    Idempotent and resumable: finished records (meta json present) and skipped records are
+    not redone; temporary files of an interrupted run are removed. Bad records (missing
+    channel, truncated file, shorter than one epoch, ...) are skipped with their reason
+    (``skipped/<id>.json``, logged) -- they never stop the run.
+
+    Epochs of a labelled record start at its label onset (the unscored lead-in before the
+    first stage note is not stored) and stop at its last whole label epoch; unlabelled
+    records are cut from sample 0 with label -1. NaN and flat epochs are dropped and counted
+    (:func:`relpos.sleep.preprocess.drop_bad_epochs`); ``epoch_index`` in the record meta keeps
+    each stored epoch's number in the 30-s grid.
+
+    Args:
+        src_dir: challenge download (or any tree/flat directory of records).
+        store_dir: output directory (created).
+        pipeline: preprocessing (default :func:`default_pipeline`); stored in store.json.
+        channels: signals to keep, in this order.
+        dtype: ``"float16"`` (half the disk; values beyond +-65504 are clipped and counted)
+            or ``"float32"``.
+        jobs: worker processes (1: in this process). Each worker holds one record at a time
+            (~0.6 GB for an 8-h record), at most ``jobs`` records are in flight.
+        progress: show a tqdm bar.
+        require_labels: skip records without ``.arousal`` instead of storing them unlabelled.
+        limit: only the first ``limit`` records (by id).
+        retry_skipped: redo records skipped by an earlier run.
+        mp_context: multiprocessing start method for ``jobs > 1``.
+
+    Returns:
+        :class:`PrepareSummary` (also written to ``store_dir/summary.json``).
+
+    Raises:
+        StoreMismatchError: the store exists with another pipeline/dtype/channels.
+    """
+    t_start = time.perf_counter()
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be float16 or float32, not {dtype!r}")
+    pipeline = pipeline or default_pipeline()
+    channels = tuple(channels)
+    root = Path(store_dir)
+    records = find_records(src_dir)
+    if limit is not None:
+        records = records[: int(limit)]
+    root.mkdir(parents=True, exist_ok=True)
+    summary = PrepareSummary(store_dir=str(root), n_found=len(records))
+    with _store_lock(root):
+        _open_store(root, pipeline, channels, dtype)
+        todo = _plan(records, root, retry_skipped, summary)
+        args = (str(root), pipeline.model_dump_json(), channels, dtype, require_labels)
+        _run(todo, args, jobs, mp_context, progress, summary)
+        summary.__dict__.update(store_totals(root))
+        summary.elapsed_s = time.perf_counter() - t_start
+        write_json(root / SUMMARY_FILE, summary.to_dict())
+    if summary.n_new or summary.n_skipped_new:
+        logger.info("prepare done:\n%s", summary.format())
+    return summary
+
+
+def _plan(
+    records: list[RecordFiles], root: Path, retry_skipped: bool, summary: PrepareSummary
+) -> list[RecordFiles]:
+    """The records still to prepare; counts the finished and skipped ones in ``summary``."""
+    todo: list[RecordFiles] = []
+    for rec in records:
+        rid = rec.record_id
+        if record_meta_path(root, rid).exists() and record_npy_path(root, rid).exists():
+            summary.n_existing += 1
+        elif skipped_path(root, rid).exists() and not retry_skipped:
+            summary.n_skipped_existing += 1
+        else:
+            todo.append(rec)
+    logger.info(
+        "%d records: %d to prepare, %d done, %d skipped before",
+        len(records),
+        len(todo),
+        summary.n_existing,
+        summary.n_skipped_existing,
+    )
+    return todo
+
+
+def _run(
+    todo: list[RecordFiles],
+    args: tuple[Any, ...],
+    jobs: int,
+    mp_context: str | None,
+    progress: bool,
+    summary: PrepareSummary,
+) -> None:
+    """Prepare ``todo`` (in this process for ``jobs <= 1``), counting results in ``summary``."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), disable=not progress, unit="rec", desc="prepare")
+
+    def collect(res: Result) -> None:
+        for k, v in res.get("timings", {}).items():
+            summary.timings[k] = summary.timings.get(k, 0.0) + v
+        if res["status"] == "done":
+            summary.n_new += 1
+        elif res["status"] == "skipped":
+            summary.n_skipped_new += 1
+        else:
+            summary.n_failed += 1
+            summary.failed[res["record_id"]] = res["reason"]
+        bar.update(1)
+
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for rec in todo:
+                collect(_process_record(rec, *args))
+        else:
+            _run_pool(todo, args, jobs, mp_context, collect)
+    finally:
+        bar.close()
+
+
+def _run_pool(
+    todo: list[RecordFiles],
+    args: tuple[Any, ...],
+    jobs: int,
+    mp_context: str | None,
+    collect: Callable[[Result], None],
+) -> None:
+    """Run :func:`_process_record` over ``todo`` with at most ``jobs`` records in flight; a
+    crashed worker (e.g. killed for memory) fails its record and the pool is restarted."""
+    ctx = multiprocessing.get_context(mp_context) if mp_context else None
+    pending = list(reversed(todo))
+    while pending:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            inflight: dict[cf.Future, RecordFiles] = {}
+            broken = False
+            while (pending or inflight) and not broken:
+                while pending and len(inflight) < jobs:
+                    rec = pending.pop()
+                    inflight[pool.submit(_process_record, rec, *args)] = rec
+                done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    rec = inflight.pop(fut)
+                    try:
+                        collect(fut.result())
+                    except cf.process.BrokenProcessPool as e:
+                        broken = True
+                        msg = f"worker crashed ({e})"
+                        logger.error("%s: %s", rec.record_id, msg)
+                        collect({"record_id": rec.record_id, "status": "failed", "reason": msg})
+            if broken:  # the remaining in-flight records are lost with the pool
+                for rec in inflight.values():
+                    collect(
+                        {
+                            "record_id": rec.record_id,
+                            "status": "failed",
+                            "reason": "worker pool crashed",
+                        }
+                    )

