@@ -5,6 +5,7 @@ Modalities, samplers, heads, encoder presets and data sources are registries: re
 own and name it from configs and the command line.
 """
 
+from relpos import train  # the package, callable as relpos.train.api.train
 from relpos.core.extract import extract
 from relpos.core.modality import Modality, get_modality, list_modalities, register_modality
 from relpos.core.part import PART, PARTOutput
@@ -29,12 +30,18 @@ from relpos.nn.heads import (
     register_head,
 )
 from relpos.nn.vit import ViT, create_model, list_models, register_model, sincos_encoding
-from relpos.train.api import predict, train
+from relpos.train.api import predict
 from relpos.train.checkpoint import export_encoder, load_encoder, load_model
 from relpos.train.config import TrainConfig, load_config, load_preset
 from relpos.train.data import get_data_source, list_data_sources, register_data_source
 
 __version__ = "0.1.0"
+
+# The domains' data sources, imported only when a run asks for them (no mne/wfdb at import).
+register_data_source("eeg_store", "relpos.sleep.sources:eeg_store")
+for _name in ("images", "image_folder", "image_arrays", "digits", "mnist5k", "cifar10", "cifar100"):
+    register_data_source(_name, f"relpos.vision.sources:{_name}")
+del _name
 
 __all__ = [
     "PART",

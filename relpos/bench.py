@@ -87,7 +87,7 @@ def loop_extract(x: torch.Tensor, spans: Spans, token_shape: tuple[int, ...]) ->
     return torch.cat(out).view(spans.batch, spans.num, x.shape[1], *token_shape)
 
 
-def _extract_case(
+def extract_case(
     name: str,
     x: torch.Tensor,
     sampler: SpanSampler,
@@ -117,7 +117,7 @@ def _extract_case(
     ]
 
 
-def _step_case(
+def step_case(
     batch: int, device: torch.device, repeats: int, g: torch.Generator
 ) -> list[BenchResult]:
     """A PART step (sample + extract + encode + head + loss + backward) against an encoder-only
@@ -170,8 +170,8 @@ def run(quick: bool = False, device: str | None = None, seed: int = 0) -> list[B
     ]
     results: list[BenchResult] = []
     for name, x, sampler, ts in cases:
-        results += _extract_case(name, x, sampler, ts, reps, loop_reps, dev, g)
-    results += _step_case(8 if quick else 32, dev, 2 if quick else 5, g)
+        results += extract_case(name, x, sampler, ts, reps, loop_reps, dev, g)
+    results += step_case(8 if quick else 32, dev, 2 if quick else 5, g)
     return results
 
 

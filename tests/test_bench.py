@@ -10,9 +10,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relpos.bench import BenchResult, format_results, loop_extract, run
-from relpos.bench import _extract_case as extract_case  # the pieces run() is made of
-from relpos.bench import _step_case as step_case
+from relpos.bench import (  # the pieces run() is made of
+    BenchResult,
+    extract_case,
+    format_results,
+    loop_extract,
+    run,
+    step_case,
+)
 from relpos.core.extract import extract
 from relpos.core.samplers import RandomBoxes, RandomWindows
 

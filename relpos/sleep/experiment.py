@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from relpos.core.atomic import atomic_write_json
@@ -30,6 +29,7 @@ from relpos.train import recipes
 from relpos.train.api import predict, train
 from relpos.train.checkpoint import load_model
 from relpos.train.config import Base, GridConfig, TrainConfig, load_preset
+from relpos.train.data import class_weights
 from relpos.train.metrics import classification_report
 from relpos.train.recipes import Column, describe, method_label, quiet
 
@@ -157,12 +157,6 @@ def datasets(store: EpochStore, splits: dict[str, list[str]]) -> dict[str, Epoch
     }
 
 
-def class_weights(labels: np.ndarray, k: int = len(STAGES)) -> torch.Tensor:
-    counts = np.bincount(labels[labels >= 0], minlength=k).astype(np.float64)
-    w = counts.sum() / np.maximum(counts, 1) / k
-    return torch.tensor(w, dtype=torch.float32)
-
-
 def run_pretrain(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
     _, result = train(cfg, data, out, groups=data.record_index)
     assert result.encoder_path is not None
@@ -170,7 +164,7 @@ def run_pretrain(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path,
 
 
 def run_finetune(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
-    weights = class_weights(data.labels) if cfg.finetune.class_balanced else None
+    weights = class_weights(data.labels, len(STAGES)) if cfg.finetune.class_balanced else None
     _, result = train(cfg, data, out, groups=data.record_index, class_weights=weights)
     assert result.final_checkpoint is not None
     return result.final_checkpoint, describe(result)

@@ -1,13 +1,11 @@
 """The public training API: ``train`` (build the model of a config and run the loop) and
-``predict`` (batched class probabilities), plus ``build_finetune_model`` and two small
-experiment helpers (``describe``, ``quiet``)."""
+``predict`` (batched class probabilities), plus ``build_finetune_model``."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from relpos.train.tasks import Augment, FinetuneTask, Task, make_task, split_bat
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_finetune_model", "describe", "predict", "quiet", "train"]
+__all__ = ["build_finetune_model", "predict", "train"]
 
 
 def build_finetune_model(cfg: TrainConfig) -> ViT:
@@ -120,21 +118,3 @@ def predict(
         "label": torch.cat(labels).numpy(),
         "group": torch.cat(groups).numpy(),
     }
-
-
-def describe(result: FitResult) -> dict[str, Any]:
-    """A flat, JSON-ready summary of a run (for experiment tables)."""
-    return {
-        "out_dir": str(result.out_dir),
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "samples_per_s": result.samples_per_s,
-        **{f"last_{k}": v for k, v in result.last_metrics.items()},
-    }
-
-
-def quiet(cfg: TrainConfig, progress: bool) -> TrainConfig:
-    """A copy of ``cfg`` with progress bars off unless both it and ``progress`` want them."""
-    cfg = cfg.model_copy(deep=True)
-    cfg.runtime.progress = cfg.runtime.progress and progress
-    return cfg

@@ -411,9 +411,6 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_merge = merge  # the former private name, for callers not yet moved to ``merge``
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["optim.lr=3e-4", "runtime.amp=bf16"]`` -> nested dict (values parsed as YAML)."""
     out: dict[str, Any] = {}

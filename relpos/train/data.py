@@ -9,8 +9,9 @@ registered source::
 
     relpos.register_data_source("my_h5", lambda path, split, labelled, **kw: MyDataset(path))
 
-Built-in sources with optional dependencies (the EEG store, image folders) are registered as
-``"module:function"`` strings and imported only when used.
+The domain packages' sources (the EEG store, image folders and arrays) are registered by
+``relpos/__init__.py`` as ``"module:function"`` strings, imported only when used, so this module
+names no domain.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "list_data_sources",
     "load_arrays",
     "load_data",
+    "read_arrays",
     "register_data_source",
 ]
 
@@ -51,9 +53,6 @@ class SourceData:
 
 #: data source name -> ``factory(path, split, labelled, **kwargs)``
 DATA_SOURCES: Registry[DataFactory] = Registry("data source")
-DATA_SOURCES.register("eeg_store", "relpos.sleep.sources:eeg_store")
-for _name in ("images", "image_folder", "image_arrays", "digits", "mnist5k", "cifar10", "cifar100"):
-    DATA_SOURCES.register(_name, f"relpos.vision.sources:{_name}")
 
 
 def register_data_source(name: str, factory: DataFactory | str) -> None:
@@ -97,20 +96,25 @@ def class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
+def read_arrays(path: str | Path, what: str = "data file") -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file by name, or a ``.npy`` file as ``{"x": array}``; no pickles."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.suffix == ".npy":
+        return {"x": np.load(path)}
+    if path.suffix == ".npz":
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    raise ValueError(f"{path}: a {what} must be a .npz or .npy file")
+
+
 def load_arrays(path: str | Path, split: str, labelled: bool, **kwargs: Any) -> SourceData:
     """``.npz`` (arrays ``x``, optional ``y``; or ``<split>_x``/``<split>_y``) or ``.npy`` (``x``)
     of any shape ``(n, C, *extent)``: the generic source of the ``spectrogram`` and ``video``
     modalities (a raw signal when the modality has a transform)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if path.suffix == ".npy":
-        arrays = {"x": np.load(path)}
-    elif path.suffix == ".npz":
-        with np.load(path) as f:
-            arrays = {k: f[k] for k in f.files}
-    else:
-        raise ValueError(f"{path}: the arrays source reads .npz or .npy files")
+    arrays = read_arrays(path)
     x = arrays.get(f"{split}_x", arrays.get("x"))
     y = arrays.get(f"{split}_y", arrays.get("y"))
     if x is None:

@@ -10,7 +10,9 @@ import numpy as np
 __all__ = ["classification_report", "cohen_kappa", "confusion_matrix", "format_report"]
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+def confusion_matrix(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, num_classes: int
+) -> np.ndarray:
     """``(K, K)`` counts, rows = true class, columns = predicted class."""
     t = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(y_pred, dtype=np.int64)
@@ -36,7 +38,9 @@ def cohen_kappa(cm: np.ndarray) -> float:
 
 
 def classification_report(
-    y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
 ) -> dict[str, Any]:
     """Kappa, accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
     k = len(class_names)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from relpos.train.data import read_arrays
 from relpos.vision.datasets import ArrayImageDataset, ImageFolderDataset, train_test_split_indices
 from relpos.vision.registry import list_image_datasets, load_image_dataset
 
@@ -49,15 +50,7 @@ def image_arrays(
     ``<split>_x``/``<split>_y``) or a ``.npy`` of images; ``(N, H, W)``, ``(N, C, H, W)`` or
     ``(N, H, W, C)``."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image arrays not found: {path}")
-    if path.suffix == ".npy":
-        arrays = {"x": np.load(path)}
-    elif path.suffix == ".npz":
-        with np.load(path) as f:
-            arrays = {k: f[k] for k in f.files}
-    else:
-        raise ValueError(f"{path}: image arrays must be a .npz or .npy file")
+    arrays = read_arrays(path, "image arrays file")
 
     def first(*keys: str) -> np.ndarray | None:
         return next((arrays[k] for k in keys if k in arrays), None)

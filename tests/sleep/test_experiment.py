@@ -22,7 +22,7 @@ from relpos.sleep.experiment import (
     run_demo,
 )
 from relpos.sleep.store import EpochStore, load_splits
-from relpos.train.config import _merge
+from relpos.train.config import merge
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +166,6 @@ def test_class_weights_inverse_frequency():
     assert w[0] < w[1] and torch.isfinite(w).all()
 
 
-def test_quick_overrides_merge():
-    cfg = load_sleep_config("physionet2018-demo", _merge(QUICK, {"splits": {"seed": 3}}))
+def test_quick_overridesmerge():
+    cfg = load_sleep_config("physionet2018-demo", merge(QUICK, {"splits": {"seed": 3}}))
     assert cfg.splits.seed == 3 and cfg.synth.records == QUICK["synth"]["records"]

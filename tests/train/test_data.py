@@ -43,7 +43,7 @@ def test_arrays_source(tmp_path):
         load_arrays(tmp_path / "u.npy", "finetune", True)
     with pytest.raises(FileNotFoundError, match="no.npz"):
         load_arrays(tmp_path / "no.npz", "pretrain", False)
-    with pytest.raises(ValueError, match="reads .npz or .npy"):
+    with pytest.raises(ValueError, match="must be a .npz or .npy file"):
         load_arrays(tmp_path, "pretrain", False)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from relpos.cli import main
-from relpos.train.config import _merge
+from relpos.train.config import merge
 from relpos.vision.experiment import QUICK, finetune_config, load_image_config, pretrain_config
 
 
@@ -49,7 +49,7 @@ def test_method_configs():
 
 @pytest.mark.slow
 def test_head_ablation_quick(tmp_path, capsys):
-    overrides = _merge(QUICK, {"dataset": {"max_train": 200}})
+    overrides = merge(QUICK, {"dataset": {"max_train": 200}})
     assert main(["demo", "heads", "--quick", "--out", str(tmp_path), "--no-progress",
                  "--set", f"dataset.max_train={overrides['dataset']['max_train']}"]) == 0  # fmt: skip
     res = json.loads((tmp_path / "heads.json").read_text())
