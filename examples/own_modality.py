@@ -60,7 +60,12 @@ relpos.register_data_source("chirps", chirp_source)
 def main(steps: int = 200, out: str | None = None) -> dict[str, float]:
     cfg = relpos.TrainConfig.model_validate(
         {
-            "modality": {"name": "chirp", "channels": 1, "extent": [LENGTH], "token_shape": [WINDOW]},
+            "modality": {
+                "name": "chirp",
+                "channels": 1,
+                "extent": [LENGTH],
+                "token_shape": [WINDOW],
+            },
             "encoder": {"preset": "vit_eeg_mini", "dim": 64, "depth": 2, "heads": 4},
             "pretext": {"sampler": {"kind": "modality"}, "num_pairs": 64},
             "optim": {"epochs": 1000, "max_steps": steps, "batch_size": 32, "lr": 1e-3},
