@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from relpos.core.atomic import atomic_write_text
 from relpos.core.modality import MODALITIES, Modality, get_modality
 from relpos.core.part import PART
 from relpos.core.sampler_configs import (
@@ -363,7 +364,7 @@ def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ign
 
 
 def save_config(cfg: BaseModel, path: str | Path) -> Path:
-    """Write a config as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+    """Write a config as YAML (``.yaml``/``.yml``) or JSON (anything else), atomically."""
     path = Path(path)
     data = cfg.model_dump(mode="json")
     text = (
@@ -371,8 +372,7 @@ def save_config(cfg: BaseModel, path: str | Path) -> Path:
         if path.suffix in (".yaml", ".yml")
         else json.dumps(data, indent=2)
     )
-    path.write_text(text)
-    return path
+    return atomic_write_text(path, text)
 
 
 def list_presets() -> list[str]:

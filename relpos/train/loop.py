@@ -37,7 +37,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from relpos.core.atomic import atomic_path
 from relpos.train import distributed as D
 from relpos.train.callbacks import Callback, CallbackList, MetricsWriter
 from relpos.train.checkpoint import (
@@ -153,8 +152,7 @@ def setup(
     if dist.is_main:
         need = _estimate_checkpoint_bytes(model) * (rt.keep_checkpoints + 2)
         check_writable(out, need_bytes=need)
-        with atomic_path(out / "config.yaml") as tmp:
-            save_config(cfg, tmp)
+        save_config(cfg, out / "config.yaml")
     D.barrier()
 
     span_gen = _seed(rt.seed + dist.rank)
