@@ -48,11 +48,18 @@ class Registry(Generic[T]):
         self._entries[self._normalize(name)] = obj
         return obj
 
+    def check(self, name: str, what: str | None = None) -> str:
+        """``name`` if it is registered (nothing is imported), else a ``ValueError`` that lists
+        the known names; ``what`` replaces the registry's kind in the message."""
+        if name not in self:
+            kind = what or self.kind
+            raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(self.names())}")
+        return name
+
     def get(self, name: str) -> T:
         """The entry called ``name`` (lazy ``"module:attribute"`` entries are imported now)."""
-        key = self._normalize(name) if isinstance(name, str) else name
-        if key not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        self.check(name)
+        key = self._normalize(name)
         entry = self._entries[key]
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")

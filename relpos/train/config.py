@@ -154,9 +154,7 @@ class EncoderConfig(Base):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str) -> str:
-        if v not in MODELS:
-            raise ValueError(f"unknown encoder preset {v!r}; known: {', '.join(MODELS.names())}")
-        return v
+        return MODELS.check(v, "encoder preset")
 
     def build(self, **task: Any) -> ViT:
         overrides = {k: v for k, v in self.model_dump(exclude={"preset"}).items() if v is not None}
@@ -178,9 +176,7 @@ class PretextConfig(Base):
     @field_validator("head")
     @classmethod
     def _known_head(cls, v: str) -> str:
-        if v not in HEADS:
-            raise ValueError(f"unknown head {v!r}; known: {', '.join(HEADS.names())}")
-        return v
+        return HEADS.check(v, "head")
 
 
 class FinetuneConfig(Base):
