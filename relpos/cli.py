@@ -376,6 +376,7 @@ COMMANDS: dict[str, tuple[Setup, Command]] = {
     "finetune": (_finetune_args, _finetune),
     "evaluate": _SLEEP["evaluate"],
     "demo": (_demo_args, _demo),
+    "ablate": _SLEEP["ablate"],
     "report": (_report_args, _report),
 }
 

@@ -22,7 +22,12 @@ from relpos.analysis.plots import (
 )
 from relpos.analysis.reconstruction import ReconstructionResult, paste_tokens, reconstruct
 from relpos.analysis.symmetry import negative_symmetry_score, symmetry_error, symmetry_matrices
-from relpos.analysis.uncertainty import UncertaintyResult, patch_uncertainty, uncertainty_all
+from relpos.analysis.uncertainty import (
+    UncertaintyResult,
+    patch_uncertainty,
+    predicted_variance,
+    uncertainty_all,
+)
 
 __all__ = [
     "ReconstructionResult",
@@ -38,6 +43,7 @@ __all__ = [
     "plot_symmetry",
     "plot_uncertainty",
     "predict_all_pairs",
+    "predicted_variance",
     "reconstruct",
     "symmetry_error",
     "symmetry_matrices",

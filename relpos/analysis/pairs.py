@@ -22,6 +22,7 @@ checks and conversions the capability modules share (:func:`one_example`, :func:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -34,6 +35,7 @@ __all__ = [
     "RelativePredictor",
     "all_pairs",
     "batched_pairs",
+    "call_all_pairs",
     "one_example",
     "pair_matrix",
     "placements",
@@ -87,8 +89,25 @@ def predict_all_pairs(
         eval_mode: run an ``nn.Module`` in eval mode (dropout off), restoring its mode after.
 
     Returns:
-        ``(B, N, N, T)`` on the model's output device.
+        ``(B, N, N, T)`` on the model's output device. With a PART trained with
+        ``loss="gaussian_nll"`` these are the predicted means (see
+        :func:`~relpos.analysis.uncertainty.predicted_variance` for the variances).
     """
+    return call_all_pairs(model, model.predict, tokens, spans, max_pairs, eval_mode)
+
+
+@torch.no_grad()
+def call_all_pairs(
+    model: Any,
+    fn: Callable[[Tensor, Spans | None, Tensor], Tensor],
+    tokens: Tensor,
+    spans: Spans | None,
+    max_pairs: int = 4096,
+    eval_mode: bool = True,
+) -> Tensor:
+    """``fn(tokens, spans, pairs) -> (B, M, T)`` over every ordered pair, in chunks of
+    ``max_pairs``, as ``(B, N, N, T)``; ``model`` (an ``nn.Module``) runs in eval mode when
+    ``eval_mode`` (its mode is restored after)."""
     if max_pairs < 1:
         raise ValueError(f"max_pairs must be >= 1; got {max_pairs}")
     b, n = tokens.shape[:2]
@@ -104,7 +123,7 @@ def predict_all_pairs(
     if module is not None and eval_mode:
         module.eval()
     try:
-        chunks = [model.predict(tokens, spans, p) for p in pairs.split(max_pairs, dim=1)]
+        chunks = [fn(tokens, spans, p) for p in pairs.split(max_pairs, dim=1)]
     finally:
         if module is not None and eval_mode:
             module.train(was_training)

@@ -1,18 +1,20 @@
 """Patch uncertainty (paper section 5.1): the spread of a target's absolute position as
 predicted from every other reference span (:func:`patch_uncertainty` for one target with its
-placements, :func:`uncertainty_all` for every target at once)."""
+placements, :func:`uncertainty_all` for every target at once), and the variance a PART trained
+with ``loss="gaussian_nll"`` predicts per pair (:func:`predicted_variance`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from relpos.analysis.pairs import batched_pairs, one_example, pair_matrix
+from relpos.analysis.pairs import batched_pairs, call_all_pairs, one_example, pair_matrix
 from relpos.core.spans import Spans
 
-__all__ = ["UncertaintyResult", "patch_uncertainty", "uncertainty_all"]
+__all__ = ["UncertaintyResult", "patch_uncertainty", "predicted_variance", "uncertainty_all"]
 
 
 @dataclass
@@ -113,3 +115,40 @@ def uncertainty_all(pred_rel: Tensor, spans: Spans, *, relative: bool = False) -
         var = var / s**2
     out = var.sum(-1)
     return out[0] if single else out
+
+
+@torch.no_grad()
+def predicted_variance(
+    model: Any,
+    tokens: Tensor,
+    spans: Spans | None,
+    *,
+    max_pairs: int = 4096,
+    eval_mode: bool = True,
+) -> Tensor:
+    """The model's own variance for every ordered pair: ``(B, N, N, T)``, ``[b, i, j]`` = (ref
+    ``i``, target ``j``), in the units of the relative targets (squared reference sizes for the
+    translations).
+
+    Needs a model with ``predict_with_logvar(tokens, spans, pairs) -> (mean, logvar)``, e.g. a
+    :class:`~relpos.core.part.PART` with ``loss="gaussian_nll"``; the means are what
+    :func:`~relpos.analysis.pairs.predict_all_pairs` returns.
+
+    Args:
+        model: the predictor.
+        tokens: ``(B, N, C, *token_shape)``; spans: ``(B, N, D)``.
+        max_pairs, eval_mode: as :func:`~relpos.analysis.pairs.predict_all_pairs`.
+    """
+
+    def variance(t: Tensor, s: Spans | None, pairs: Tensor) -> Tensor:
+        _, logvar = model.predict_with_logvar(t, s, pairs)
+        if logvar is None:
+            raise ValueError(
+                "predicted_variance: the model predicts no variance (train PART with "
+                "loss='gaussian_nll')"
+            )
+        return cast(Tensor, logvar).exp()
+
+    if not hasattr(model, "predict_with_logvar"):
+        raise ValueError("predicted_variance: the model has no predict_with_logvar")
+    return call_all_pairs(model, variance, tokens, spans, max_pairs, eval_mode)

@@ -31,6 +31,7 @@ from relpos.core.spans import Spans
 
 if TYPE_CHECKING:
     from relpos.core.samplers import SpanSampler
+    from relpos.core.tokenizer import Tokenizer
 
 __all__ = ["extract", "tokenize"]
 
@@ -212,14 +213,19 @@ def extract(x: Tensor, spans: Spans, token_shape: int | Sequence[int]) -> Tensor
 def tokenize(
     x: Tensor,
     sampler: SpanSampler,
-    token_shape: int | Sequence[int],
+    token_shape: int | Sequence[int] | Tokenizer,
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Spans]:
-    """Sample spans over ``x (B, C, *extent)`` with ``sampler`` and extract them.
+    """Sample spans over ``x (B, C, *extent)`` with ``sampler`` and cut them into tokens.
 
-    The one sampler -> extract step of the spine. Returns ``tokens (B, N, C, *token_shape)``
-    and the ``Spans`` they were cut from (centres and sizes ``(B, N, D)``).
+    The one sampler -> extract step of the spine. ``token_shape`` is an output size per axis
+    (an int applies to every axis: :func:`extract`) or a
+    :class:`~relpos.core.tokenizer.Tokenizer` (band-limited, standardised tokens). Returns
+    ``tokens (B, N, C, *token_shape)`` and the ``Spans`` they were cut from (centres and sizes
+    ``(B, N, D)``).
     """
     spans = sampler(tuple(x.shape[2:]), x.shape[0], generator=generator, device=x.device)
-    return extract(x, spans, token_shape), spans
+    if isinstance(token_shape, (int, Sequence)):
+        return extract(x, spans, token_shape), spans
+    return token_shape(x, spans), spans

@@ -22,6 +22,7 @@ from relpos.core.extract import tokenize
 from relpos.core.registry import Registry
 from relpos.core.samplers import Grid, RandomBoxes, RandomCuboids, RandomWindows, SpanSampler
 from relpos.core.spans import Spans
+from relpos.core.tokenizer import Tokenizer
 
 __all__ = [
     "MODALITIES",
@@ -57,6 +58,9 @@ class Modality:
             modality when none is named.
         preset: a shipped preset whose ``pretrain``/``finetune`` sections are this modality's
             default training configs on the command line (``None``: built from this object).
+        tokenizer: how spans become tokens (band limit, standardisation), the same for
+            pretraining, finetuning and prediction; its ``token_shape`` must be this
+            modality's. ``None``: the plain resize (:func:`~relpos.core.extract.extract`).
     """
 
     name: str
@@ -67,6 +71,22 @@ class Modality:
     transform: Transform | None = None
     data_source: str | None = None
     preset: str | None = None
+    tokenizer: Tokenizer | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokenizer is not None and self.tokenizer.token_shape != tuple(self.token_shape):
+            raise ValueError(
+                f"{self.name}: tokenizer token_shape {self.tokenizer.token_shape} differs from "
+                f"the modality's {tuple(self.token_shape)}"
+            )
+
+    @property
+    def effective_tokenizer(self) -> Tokenizer:
+        """The :class:`~relpos.core.tokenizer.Tokenizer` tokens are cut with (the plain resize
+        to ``token_shape`` when ``tokenizer`` is ``None``)."""
+        if self.tokenizer is None:
+            return Tokenizer(tuple(self.token_shape))
+        return self.tokenizer
 
     @property
     def ndim(self) -> int:
@@ -89,13 +109,14 @@ class Modality:
         *,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Spans]:
-        """Sample spans on ``x (B, C, *extent)`` and extract tokens ``(B, N, C, *token_shape)``."""
+        """Sample spans on ``x (B, C, *extent)`` and cut tokens ``(B, N, C, *token_shape)``
+        with the modality's tokenizer."""
         if x.ndim != self.ndim + 2 or x.shape[1] != self.channels:
             raise ValueError(
                 f"{self.name}: expected input (B, {self.channels}, <{self.ndim} axes>); "
                 f"got {tuple(x.shape)}"
             )
-        return tokenize(x, sampler or self.sampler, self.token_shape, generator=generator)
+        return tokenize(x, sampler or self.sampler, self.effective_tokenizer, generator=generator)
 
     def num_grid_tokens(self, extent: Sequence[int]) -> int:
         return self.grid.num_spans(extent)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relpos.core.registry import Registry
 from relpos.core.samplers import (
@@ -66,15 +66,28 @@ class SamplerConfig(BaseModel):
 
 
 class WindowsConfig(SamplerConfig):
-    """1D random windows (:class:`~relpos.core.samplers.RandomWindows`)."""
+    """1D random windows (:class:`~relpos.core.samplers.RandomWindows`).
+
+    ``scale: [lo, hi]`` multiplies the fixed ``length`` by a log-uniform factor per window
+    (multi-scale windows; pair with ``pretext.scale: log``).
+    """
 
     kind: Literal["windows"] = "windows"
     length: Side | PositiveRange = 100
     count: Count = 40
     snap: bool = False
+    scale: PositiveRange | None = None
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> WindowsConfig:
+        if self.scale is not None and isinstance(self.length, tuple):
+            raise ValueError("windows sampler: scale needs a fixed length, not a range")
+        if self.scale is not None and self.scale[0] > self.scale[1]:
+            raise ValueError(f"windows sampler: scale has min > max: {self.scale}")
+        return self
 
     def build(self, token_shape: tuple[int, ...] = ()) -> SpanSampler:
-        return RandomWindows(self.length, self.count, snap=self.snap)
+        return RandomWindows(self.length, self.count, snap=self.snap, scale=self.scale)
 
     def axes(self) -> int:
         return 1

@@ -221,20 +221,29 @@ class RandomWindows(RandomSpans):
         count: windows per example (>= 2).
         snap: integer starts and lengths (then extraction of fixed-length windows is an exact
             copy of the samples).
+        scale: ``(lo, hi)``: multiply the fixed ``length`` by a log-uniform factor per window
+            (multi-scale windows, the same code as :class:`RandomSpans`' ``scale``); lengths
+            are clipped to the input.
     """
 
-    def __init__(self, length: float | Range, count: int, *, snap: bool = False) -> None:
+    def __init__(
+        self, length: float | Range, count: int, *, snap: bool = False, scale: Range | None = None
+    ) -> None:
         who = "RandomWindows"
         if isinstance(length, (tuple, list)):
+            if scale is not None:
+                raise ValueError(f"{who}: scale needs a fixed length, not a range {length!r}")
             self.length: float | Range = _check_range(length, "length", who)
             super().__init__(count=count, ranges=[self.length], snap=snap)
         else:
             if length <= 0:
                 raise ValueError(f"{who}: length must be positive; got {length}")
             self.length = float(length)
-            super().__init__(self.length, count, snap=snap, ndim=1)
+            super().__init__(self.length, count, snap=snap, ndim=1, scale=scale)
 
     def _check_fits(self, ext: tuple[int, ...]) -> None:
+        if self.scale is not None:
+            return  # multi-scale lengths are clipped to the input
         lo_needed = self.length[0] if isinstance(self.length, tuple) else self.length
         if lo_needed > ext[0]:
             raise ValueError(
@@ -242,6 +251,8 @@ class RandomWindows(RandomSpans):
             )
 
     def _sizes(self, ext: tuple[int, ...], batch: int, generator: Gen, device: Device) -> Tensor:
+        if self.scale is not None:  # the N-D random-resized path, in 1-D
+            return super()._sizes(ext, batch, generator, device)
         (n,) = ext
         shape = (batch, self.count, 1)
         if isinstance(self.length, tuple):

@@ -3,7 +3,8 @@ images), with the position encodings PART needs: none, learned, or sin-cos of sp
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from relpos.core.spans import Spans
 
 __all__ = [
     "MODELS",
+    "ConvStem",
     "ViT",
     "create_model",
     "list_models",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 PosEmbed = Literal["none", "learned", "sincos"]
+Embed = Literal["linear", "conv"]
 
 
 class DropPath(nn.Module):
@@ -106,6 +109,47 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+_CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+class ConvStem(nn.Module):
+    """A small conv tokenizer applied to each token's own samples, for tokens of 1 to 3 axes.
+
+    ``L = clip(floor(log2(min(token_shape))), 1, 3)`` blocks of ``Conv(k=3, stride=2, pad=1)``,
+    ``GroupNorm(1, c)`` (per token, never across examples) and GELU, widths ``w, 2w, 4w`` with
+    ``w = max(8, dim // 8)``; then the flattened feature map goes through ``Linear(., dim)``.
+
+    Args:
+        channels: C, the token's channels.
+        token_shape: the token's extent per axis (1 to 3 axes).
+        dim: output width.
+    """
+
+    def __init__(self, channels: int, token_shape: tuple[int, ...], dim: int) -> None:
+        super().__init__()
+        if len(token_shape) not in _CONVS:
+            raise ValueError(f"the conv stem takes tokens of 1 to 3 axes; got {token_shape}")
+        self.channels, self.token_shape = channels, tuple(token_shape)
+        conv = _CONVS[len(token_shape)]
+        depth = min(3, max(1, int(math.log2(min(token_shape)))))
+        width = max(8, dim // 8)
+        layers: list[nn.Module] = []
+        c_in, shape = channels, list(token_shape)
+        for i in range(depth):
+            c_out = width * 2**i
+            layers += [conv(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(1, c_out), nn.GELU()]
+            c_in, shape = c_out, [(s - 1) // 2 + 1 for s in shape]
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Linear(c_in * math.prod(shape), dim)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """``(B, N, C * prod(token_shape))`` -> ``(B, N, dim)``."""
+        b = tokens.shape[0]
+        x = rearrange(tokens, "b n f -> (b n) f").unflatten(1, (self.channels, *self.token_shape))
+        x = rearrange(self.convs(x), "bn c ... -> bn (c ...)")
+        return rearrange(self.proj(x), "(b n) d -> b n d", b=b)
+
+
 def sincos_encoding(pos: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
     """Sin-cos encoding of continuous coordinates (MAE-style, generalised to any D).
 
@@ -128,6 +172,29 @@ def sincos_encoding(pos: Tensor, dim: int, temperature: float = 10000.0) -> Tens
     )
 
 
+def _token_layout(
+    token_dim: int,
+    token_shape: tuple[int, ...] | list[int] | None,
+    channels: int | None,
+    embed: str,
+) -> tuple[tuple[int, ...] | None, int | None]:
+    """Checked ``(token_shape, channels)``; ``channels`` is derived when only the shape is given."""
+    if token_shape is None:
+        if embed == "conv":
+            raise ValueError("embed='conv' needs token_shape (the token's extent per axis)")
+        return None, channels
+    shape = tuple(int(s) for s in token_shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"token_shape must hold positive sizes; got {token_shape}")
+    if channels is None:
+        channels = token_dim // math.prod(shape)
+    if channels < 1 or channels * math.prod(shape) != token_dim:
+        raise ValueError(
+            f"token_dim ({token_dim}) must equal channels ({channels}) x prod(token_shape {shape})"
+        )
+    return shape, channels
+
+
 class ViT(nn.Module):
     """Transformer encoder over tokens ``(B, N, C, *token_shape)`` (or flat ``(B, N, token_dim)``).
 
@@ -138,13 +205,18 @@ class ViT(nn.Module):
             or ``"sincos"`` (computed from span centres divided by ``pos_unit``).
         num_tokens: token count for learned position embeddings.
         pos_drop: fraction of tokens whose position encoding is dropped (zeroed) while training
-            (the paper drops 20% for its EEG run).
+            (the paper drops 20% for its EEG run), unless ``forward`` gets an explicit
+            ``pos_keep`` mask (PART draws one itself, with its generator).
         pos_unit: input samples per position unit for ``"sincos"`` (e.g. the token size).
         class_token: prepend a learned [CLS] token.
         num_classes: size of the classifier head; 0 means no head (identity).
         global_pool: ``"token"`` ([CLS]) or ``"avg"`` (mean of the tokens) for the head.
         drop, attn_drop, drop_path: dropout, attention dropout, max stochastic depth (linear
             over blocks).
+        embed: the tokenizer: ``"linear"`` (one ``Linear(token_dim, dim)``, the paper's) or
+            ``"conv"`` (a :class:`ConvStem` over each token's samples; needs ``token_shape``).
+        token_shape: the token's extent per axis (1 to 3 axes), e.g. ``(100,)`` or ``(4, 4)``.
+        channels: C; defaults to ``token_dim // prod(token_shape)``.
     """
 
     def __init__(
@@ -165,8 +237,14 @@ class ViT(nn.Module):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
+        embed: Embed = "linear",
+        token_shape: tuple[int, ...] | list[int] | None = None,
+        channels: int | None = None,
     ) -> None:
         super().__init__()
+        if embed not in ("linear", "conv"):
+            raise ValueError(f"embed must be 'linear' or 'conv'; got {embed!r}")
+        token_shape, channels = _token_layout(token_dim, token_shape, channels, embed)
         if pos_embed not in ("none", "learned", "sincos"):
             raise ValueError(f"pos_embed must be 'none', 'learned' or 'sincos'; got {pos_embed!r}")
         if pos_embed == "learned" and not num_tokens:
@@ -180,6 +258,7 @@ class ViT(nn.Module):
             qkv_bias=qkv_bias, pos_embed=pos_embed, num_tokens=num_tokens, pos_drop=pos_drop,
             pos_unit=pos_unit, class_token=class_token, num_classes=num_classes,
             global_pool=global_pool, drop=drop, attn_drop=attn_drop, drop_path=drop_path,
+            embed=embed, token_shape=token_shape, channels=channels,
         )  # fmt: skip
         self.token_dim = token_dim
         self.dim = self.embed_dim = self.num_features = dim
@@ -190,7 +269,12 @@ class ViT(nn.Module):
         self.num_prefix_tokens = 1 if class_token else 0
         self.num_classes = num_classes
 
-        self.embed = nn.Linear(token_dim, dim)
+        self.embed_type = embed
+        self.embed: nn.Module = (
+            nn.Linear(token_dim, dim)
+            if embed == "linear"
+            else ConvStem(cast(int, channels), cast(tuple[int, ...], token_shape), dim)
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         self.pos_embed = (
             nn.Parameter(torch.zeros(1, num_tokens, dim))
@@ -235,7 +319,10 @@ class ViT(nn.Module):
             nn.init.zeros_(head.bias)
             self.head = head
 
-    def _position(self, x: Tensor, spans: Spans | None) -> Tensor | None:
+    def _position(
+        self, x: Tensor, spans: Spans | None, pos_keep: Tensor | None = None
+    ) -> Tensor | None:
+        """Position encodings ``(B, N, dim)`` (or None), with dropped tokens' rows zeroed."""
         if self.pos_embed_type == "none":
             return None
         if self.pos_embed_type == "learned":
@@ -250,7 +337,13 @@ class ViT(nn.Module):
             if spans is None:
                 raise ValueError("pos_embed='sincos' needs the spans (their centres) in forward")
             pos = sincos_encoding(spans.centre.to(x.device) / self.pos_unit, self.dim).to(x.dtype)
-        if self.training and self.pos_drop > 0:
+        if pos_keep is not None:
+            if pos_keep.shape != x.shape[:2]:
+                raise ValueError(
+                    f"pos_keep must be (B, N) = {tuple(x.shape[:2])}; got {tuple(pos_keep.shape)}"
+                )
+            pos = pos * pos_keep.to(x.device)[..., None]
+        elif self.training and self.pos_drop > 0:
             keep = torch.rand(x.shape[0], x.shape[1], 1, device=x.device) >= self.pos_drop
             pos = pos * keep
         return pos
@@ -268,10 +361,17 @@ class ViT(nn.Module):
             )
         return self.embed(tokens)
 
-    def forward_features(self, tokens: Tensor, spans: Spans | None = None) -> Tensor:
-        """Encode tokens: ``(B, N, ...)`` -> ``(B, num_prefix_tokens + N, dim)`` (after the norm)."""
+    def forward_features(
+        self, tokens: Tensor, spans: Spans | None = None, pos_keep: Tensor | None = None
+    ) -> Tensor:
+        """Encode tokens: ``(B, N, ...)`` -> ``(B, num_prefix_tokens + N, dim)`` (after the norm).
+
+        ``pos_keep (B, N)`` bool, when given, says which tokens keep their position encoding
+        (in training and in eval alike); without it ``pos_drop`` drops positions at random while
+        training only.
+        """
         x = self.embed_tokens(tokens)
-        pos = self._position(x, spans)
+        pos = self._position(x, spans, pos_keep)
         if pos is not None:
             x = x + pos
         if self.cls_token is not None:
@@ -289,8 +389,10 @@ class ViT(nn.Module):
             x = x[:, self.num_prefix_tokens :].mean(1)
         return x if pre_logits else self.head(x)
 
-    def forward(self, tokens: Tensor, spans: Spans | None = None) -> Tensor:
-        return self.forward_head(self.forward_features(tokens, spans))
+    def forward(
+        self, tokens: Tensor, spans: Spans | None = None, pos_keep: Tensor | None = None
+    ) -> Tensor:
+        return self.forward_head(self.forward_features(tokens, spans, pos_keep))
 
 
 # ---------------------------------------------------------------------- presets

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from relpos.core.atomic import atomic_write_json
 from relpos.sleep.format import EEG_CHANNELS, STAGES
@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "METHODS",
+    "ContextSpec",
     "SleepConfig",
+    "datasets",
     "evaluate_checkpoint",
     "finetune_config",
     "prepare_data",
@@ -95,6 +97,25 @@ class SplitSpec(Base):
     seed: int = 0
 
 
+class ContextSpec(Base):
+    """Epochs per input: ``pretrain`` consecutive epochs of one record per pretraining example
+    (complete windows only), ``finetune`` epochs centred on the scored epoch when finetuning and
+    evaluating (sequence staging; neighbours missing at record edges or dropped epochs are
+    zeros, so the same epochs are scored as with 1). 1 and 1: one epoch, the paper protocol."""
+
+    pretrain: Annotated[int, Field(ge=1, le=41)] = 1
+    finetune: Annotated[int, Field(ge=1, le=41)] = 1
+
+    @field_validator("finetune")
+    @classmethod
+    def _centred(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(
+                f"context.finetune must be odd (the scored epoch at the centre), got {v}"
+            )
+        return v
+
+
 class SleepConfig(Base):
     """A whole sleep-staging experiment; the presets ``physionet2018-paper`` and
     ``physionet2018-demo`` are instances of it."""
@@ -108,6 +129,7 @@ class SleepConfig(Base):
     part_grid: GridConfig = GridConfig()
     methods: list[SleepMethod] = Field(default_factory=lambda: list(METHODS))
     eval_batch_size: int = 512
+    context: ContextSpec = ContextSpec()
 
 
 def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> SleepConfig:
@@ -115,17 +137,35 @@ def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> Sle
 
 
 # ---------------------------------------------------------------------- configs per method
+def _context_modality(base: TrainConfig, k: int) -> dict[str, Any] | None:
+    """The modality fields of a ``k``-epoch input: extent ``[k * epoch samples]`` (None for 1)."""
+    return None if k == 1 else {"extent": [k * base.modality.extent[0]]}
+
+
 def pretrain_config(cfg: SleepConfig, method: str = "part") -> TrainConfig:
-    """The pretraining run of ``method``: PART (off-grid windows) or PART-grid (on-grid)."""
+    """The pretraining run of ``method``: PART (off-grid windows) or PART-grid (on-grid), on
+    inputs of ``cfg.context.pretrain`` epochs."""
     return recipes.pretrain_config(
-        cfg.pretrain, method, samplers={"grid": cfg.part_grid}, known=METHODS
+        cfg.pretrain,
+        method,
+        samplers={"grid": cfg.part_grid},
+        modality=_context_modality(cfg.pretrain, cfg.context.pretrain),
+        known=METHODS,
     )
 
 
 def finetune_config(cfg: SleepConfig, method: str, init: str | Path | None = None) -> TrainConfig:
-    """The finetuning run of ``method`` (with the pretrained encoder ``init`` for PART ones);
-    position embeddings as the preset's ``finetune`` section says, none for supervised_nopos."""
-    return recipes.finetune_config(cfg.finetune, method, init, known=METHODS)
+    """The finetuning run of ``method`` (with the pretrained encoder ``init`` for PART ones) on
+    inputs of ``cfg.context.finetune`` epochs; position embeddings as the preset's ``finetune``
+    section says (a learned table gets one row per token of the longer input), none for
+    supervised_nopos."""
+    return recipes.finetune_config(
+        cfg.finetune,
+        method,
+        init,
+        modality=_context_modality(cfg.finetune, cfg.context.finetune),
+        known=METHODS,
+    )
 
 
 # ---------------------------------------------------------------------- steps
@@ -144,16 +184,23 @@ def write_splits(store: EpochStore, spec: SplitSpec, path: Path) -> dict[str, li
     return splits
 
 
-def datasets(store: EpochStore, splits: dict[str, list[str]]) -> dict[str, EpochDataset]:
+def datasets(
+    store: EpochStore, splits: dict[str, list[str]], context: ContextSpec | None = None
+) -> dict[str, EpochDataset]:
+    """The pretraining pool (every epoch; with ``context.pretrain`` > 1 the anchors of complete
+    windows) and the labelled finetune / test (/ val) epochs (with ``context.finetune`` > 1,
+    windows centred on each, zero-filled where a neighbour is missing: the same epochs as
+    with one)."""
+    ctx = context or ContextSpec()
+
+    def labelled(split: str) -> EpochDataset:
+        return EpochDataset(store, splits[split], labelled_only=True, context=ctx.finetune)
+
     return {
-        "pretrain": EpochDataset(store, splits["pretrain"]),
-        "finetune": EpochDataset(store, splits["finetune"], labelled_only=True),
-        "test": EpochDataset(store, splits["test"], labelled_only=True),
-        **(
-            {"val": EpochDataset(store, splits["val"], labelled_only=True)}
-            if splits.get("val")
-            else {}
-        ),
+        "pretrain": EpochDataset(store, splits["pretrain"], context=ctx.pretrain, complete=True),
+        "finetune": labelled("finetune"),
+        "test": labelled("test"),
+        **({"val": labelled("val")} if splits.get("val") else {}),
     }
 
 
@@ -279,7 +326,7 @@ def prepare_data(
         if split_path.exists()
         else write_splits(store, cfg.splits, split_path)
     )
-    data = datasets(store, splits)
+    data = datasets(store, splits, cfg.context)
     print(
         "splits (subjects): "
         + ", ".join(f"{k} {len(v)}" for k, v in splits.items())

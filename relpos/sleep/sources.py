@@ -13,10 +13,21 @@ __all__ = ["eeg_store", "store_dataset"]
 
 
 def store_dataset(
-    store: str | Path, split: str, labelled: bool, splits: str | Path | None = None
+    store: str | Path,
+    split: str,
+    labelled: bool,
+    splits: str | Path | None = None,
+    context: int = 1,
+    complete: bool | None = None,
 ) -> EpochDataset:
     """The epochs of the subjects in ``split`` of a prepared store (``splits``: the splits
-    file, default ``STORE/splits.json``); ``labelled``: only the scored epochs."""
+    file, default ``STORE/splits.json``); ``labelled``: only the scored epochs (as anchors).
+
+    ``context`` > 1 serves windows of that many consecutive epochs of one record (see
+    :class:`EpochDataset`); ``complete`` keeps only whole windows (default: True for unlabelled
+    data, i.e. pretraining, False for labelled data, whose edge epochs get zero-filled
+    neighbours so that the same epochs are scored as with one epoch).
+    """
     path = Path(splits or Path(store) / "splits.json")
     data = EpochStore(store)
     if not path.exists():
@@ -24,10 +35,19 @@ def store_dataset(
     named = load_splits(path)
     if split not in named:
         raise ValueError(f"split {split!r} not in {path}; it has {', '.join(named)}")
-    return EpochDataset(data, named[split], labelled_only=labelled)
+    whole = not labelled if complete is None else complete
+    return EpochDataset(data, named[split], labelled_only=labelled, context=context, complete=whole)
 
 
-def eeg_store(path: str | Path, split: str, labelled: bool, **kwargs: Any) -> SourceData:
-    """A store's split, grouped by record, with its stage labels (for class weights)."""
-    data = store_dataset(path, split, labelled, **kwargs)
+def eeg_store(
+    path: str | Path,
+    split: str,
+    labelled: bool,
+    context: int = 1,
+    complete: bool | None = None,
+    **kwargs: Any,
+) -> SourceData:
+    """A store's split, grouped by record, with its stage labels (for class weights);
+    ``context``/``complete`` as in :func:`store_dataset` (``--data-option context=5``)."""
+    data = store_dataset(path, split, labelled, context=context, complete=complete, **kwargs)
     return SourceData(data, groups=data.record_index, labels=data.labels)

@@ -40,6 +40,7 @@ from relpos.core.sampler_configs import (
     parse_sampler,
 )
 from relpos.core.samplers import Grid, SpanSampler
+from relpos.core.tokenizer import TokenizerConfig
 from relpos.nn.heads import HEADS, create_head
 from relpos.nn.vit import MODELS, ViT, create_model
 
@@ -91,7 +92,9 @@ class ModalityConfig(Base):
 
     ``name`` is a registered modality (:func:`relpos.core.modality.register_modality`) built with
     ``options``; it supplies the number of axes, the on-the-fly transform and the default data
-    source. ``extent`` is the shape tokens are cut from (after the transform).
+    source. ``extent`` is the shape tokens are cut from (after the transform). ``tokenizer``
+    says how spans become tokens (band limit, standardisation; default: the plain resize), the
+    same in pretraining, finetuning and prediction.
     """
 
     name: str = "signal"
@@ -99,9 +102,11 @@ class ModalityConfig(Base):
     extent: list[Annotated[int, Field(ge=1)]] = [3000]
     token_shape: list[Annotated[int, Field(ge=1)]] = [100]
     options: dict[str, Any] = {}
+    tokenizer: TokenizerConfig = TokenizerConfig()
 
     @model_validator(mode="after")
     def _check(self) -> ModalityConfig:
+        self.tokenizer.build(self.token_shape)  # ValueError if the band does not fit the token
         if len(self.extent) != len(self.token_shape):
             raise ValueError(
                 f"modality: extent {self.extent} and token_shape {self.token_shape} need the same number of axes"
@@ -150,6 +155,8 @@ class EncoderConfig(Base):
     attn_drop: Fraction | None = None
     drop_path: Fraction | None = None
     class_token: bool | None = None
+    # tokenizer: "linear" (the paper's) or "conv" (a small conv stem per token); None: the preset's
+    embed: Literal["linear", "conv"] | None = None
 
     @field_validator("preset")
     @classmethod
@@ -172,11 +179,26 @@ class PretextConfig(Base):
     pos_embed: Literal["none", "sincos"] = "none"
     pos_drop: Fraction = 0.0
     pos_unit: Annotated[float, Field(gt=0)] = 1.0
+    # pairs the loss averages over: all, or those whose target / either member lost its position
+    score: Literal["all", "dropped_target", "dropped_either"] = "all"
+    # "gaussian_nll": the head also predicts a log-variance per component
+    loss: Literal["mse", "gaussian_nll"] = "mse"
+    # weigh every target component equally (squared error / the neutral prediction's, per batch)
+    normalize: bool = False
 
     @field_validator("head")
     @classmethod
     def _known_head(cls, v: str) -> str:
         return HEADS.check(v, "head")
+
+    @model_validator(mode="after")
+    def _score_needs_drop(self) -> PretextConfig:
+        if self.score != "all" and (self.pos_embed == "none" or self.pos_drop == 0):
+            raise ValueError(
+                f"pretext.score={self.score!r} scores pairs that lost their position: it needs "
+                "pretext.pos_embed='sincos' and pretext.pos_drop > 0"
+            )
+        return self
 
 
 class FinetuneConfig(Base):
@@ -275,7 +297,7 @@ class TrainConfig(Base):
 
     def modality_object(self) -> Modality:
         """The run's :class:`~relpos.core.modality.Modality`: the registered one (its transform,
-        data source), with this config's channels, token shape and samplers."""
+        data source), with this config's channels, token shape, tokenizer and samplers."""
         registered = self.modality.registered()
         return Modality(
             name=self.modality.name,
@@ -286,6 +308,7 @@ class TrainConfig(Base):
             transform=registered.transform,
             data_source=registered.data_source,
             preset=registered.preset,
+            tokenizer=self.modality.tokenizer.build(self.modality.token_shape),
         )
 
 
@@ -309,6 +332,12 @@ def build_model(cfg: TrainConfig) -> PART | ViT:
     """The model a config describes: a :class:`~relpos.core.part.PART` for pretraining, a
     :class:`~relpos.nn.vit.ViT` classifier for finetuning."""
     m = cfg.modality
+    # the conv stem needs the token's layout; the linear embedding only its flat size
+    layout: dict[str, Any] = (
+        dict(token_shape=tuple(m.token_shape), channels=m.channels)
+        if cfg.encoder.embed == "conv"
+        else {}
+    )
     if cfg.task == "pretrain":
         p = cfg.pretext
         encoder = cfg.encoder.build(
@@ -317,16 +346,21 @@ def build_model(cfg: TrainConfig) -> PART | ViT:
             pos_drop=p.pos_drop,
             pos_unit=p.pos_unit,
             num_classes=0,
+            **layout,
         )
-        out_dim = m.ndim * (2 if p.scale else 1)
+        out_dim = m.ndim * (2 if p.scale else 1) * (2 if p.loss == "gaussian_nll" else 1)
         kwargs = dict(p.head_kwargs)
         if p.head == "mlp":
             kwargs.setdefault("num_tokens", cfg.pretext_sampler().num_spans(tuple(m.extent)))
         head = create_head(p.head, encoder.dim, out_dim, **kwargs)
-        return PART(encoder, head, p.num_pairs, scale=p.scale)
+        return PART(
+            encoder, head, p.num_pairs, scale=p.scale, score=p.score, loss=p.loss,
+            normalize=p.normalize,
+        )  # fmt: skip
     f = cfg.finetune
     n = cfg.grid_sampler().num_spans(tuple(m.extent))
     return cfg.encoder.build(
+        **layout,
         token_dim=m.token_dim,
         pos_embed=f.pos_embed,
         num_tokens=n if f.pos_embed == "learned" else None,

@@ -1,9 +1,11 @@
 """What one training step computes: the PART pretext or supervised classification.
 
 A task turns a batch into ``(loss, metrics)``; the loop (``relpos.train.loop``) is the same for
-both. Tokens are cut here, on the training device, with ``relpos.core.extract.tokenize``, so
-data loading only moves raw inputs. ``Task.prepare(model)`` is the task's say over the model
-before training (the finetuning task freezes the encoder for a linear probe).
+both. Tokens are cut here, on the training device, with ``relpos.core.extract.tokenize`` and
+the modality's tokenizer (``modality.tokenizer`` in the config), so data loading only moves raw
+inputs, and pretraining, finetuning and prediction cut tokens the same way.
+``Task.prepare(model)`` is the task's say over the model before training (the finetuning task
+freezes the encoder for a linear probe).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Task:
         self.cfg = cfg
         self.token_shape = tuple(cfg.modality.token_shape)
         self.modality = cfg.modality_object()
+        self.tokenizer = self.modality.effective_tokenizer
         self.augment = augment
 
     def inputs(
@@ -77,7 +80,7 @@ class PretrainTask(Task):
 
     def __call__(self, model, batch, generator):
         x, _ = self.inputs(batch, self._device(model), generator)
-        tokens, spans = tokenize(x, self.sampler, self.token_shape, generator=generator)
+        tokens, spans = tokenize(x, self.sampler, self.tokenizer, generator=generator)
         out = model(tokens, spans, generator=generator)
         return out.loss, out.errors
 
@@ -107,7 +110,7 @@ class FinetuneTask(Task):
 
     def logits(self, model: nn.Module, x: Tensor) -> Tensor:
         """``x (B, C, *extent)`` -> on-grid tokens -> class logits ``(B, K)``."""
-        tokens, spans = tokenize(x, self.grid, self.token_shape)
+        tokens, spans = tokenize(x, self.grid, self.tokenizer)
         return model(tokens, spans)
 
     def __call__(self, model, batch, generator):

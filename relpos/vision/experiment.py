@@ -18,7 +18,6 @@ from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from relpos.core.atomic import atomic_write_json
-from relpos.core.extract import tokenize
 from relpos.core.part import PART
 from relpos.train import recipes
 from relpos.train.api import predict, train
@@ -31,6 +30,7 @@ from relpos.train.config import (
     load_preset,
 )
 from relpos.train.metrics import classification_report
+from relpos.train.pretext_eval import pretext_scores
 from relpos.train.recipes import Column, Method, describe, method_label, quiet, register_method
 from relpos.vision.augment import channel_stats, make_augment, normalize
 from relpos.vision.datasets import ArrayImageDataset, split_per_class, train_test_split_indices
@@ -232,28 +232,15 @@ def finetune_config(
 
 
 # ---------------------------------------------------------------------- evaluation
-@torch.no_grad()
 def pretext_eval(
     model: PART, cfg: TrainConfig, images: torch.Tensor, *, batch_size: int = 256, seed: int = 0
 ) -> dict[str, float]:
     """Mean pretext errors of a PART model on held-out images (fresh spans and pairs, seeded),
     with the constant-predictor baseline's Euclidean error for comparison."""
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    sampler = cfg.pretext_sampler()
-    ts = tuple(cfg.modality.token_shape)
-    sums: dict[str, float] = {}
-    n = 0
-    for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size]
-        tokens, spans = tokenize(x, sampler, ts, generator=g)
-        out = model(tokens, spans, generator=g)
-        d = spans.ndim
-        zero = out.target[..., :d].norm(dim=-1).mean()
-        for k, v in {**out.errors, "baseline_euclidean": zero, "loss": out.loss}.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * x.shape[0]
-        n += x.shape[0]
-    return {k: v / n for k, v in sums.items()}
+    errors = pretext_scores(model, cfg, TensorDataset(images), batch_size=batch_size, seed=seed)[
+        "errors"
+    ]
+    return {**errors, "baseline_euclidean": errors["zero_euclidean"]}
 
 
 def _accuracy(model, cfg: TrainConfig, data) -> float:
@@ -285,7 +272,7 @@ def _figures(
         return {}
     g = torch.Generator().manual_seed(seed)
     x = images[:1]
-    tokens, spans = tokenize(x, cfg.pretext_sampler(), cfg.modality.token_shape, generator=g)
+    tokens, spans = cfg.modality_object().tokenize(x, generator=g)
     pred = predict_all_pairs(model, tokens, spans)[0]
     out.mkdir(parents=True, exist_ok=True)
     rec = reconstruct(

@@ -324,3 +324,35 @@ def test_capabilities_live_in_their_modules():
         for name in module.__all__:
             if name in analysis.__all__:  # the package re-exports the same objects
                 assert getattr(analysis, name) is getattr(module, name)
+
+
+# ---------------------------------------------------------------------------- predicted variance
+def test_predicted_variance_of_a_gaussian_nll_model():
+    from relpos.analysis.uncertainty import predicted_variance
+
+    torch.manual_seed(0)
+    model = PART(
+        ViT(token_dim=20, dim=32, depth=1, heads=2),
+        CrossAttentionHead(32, 2),
+        8,
+        loss="gaussian_nll",
+    )
+    _, spans, tokens = _signal_case(n=6)
+    model.train()
+    var = predicted_variance(model, tokens, spans, max_pairs=7)
+    assert var.shape == (1, 6, 6, 1) and (var > 0).all() and model.training
+    # the existing tools read the means only
+    mean = predict_all_pairs(model, tokens, spans)
+    assert mean.shape == (1, 6, 6, 1)
+    assert uncertainty_all(mean[0], spans).shape == (6,)
+    assert patch_uncertainty(mean[0], spans, 2).placements.shape == (5, 1)
+    model.eval()
+    pairs = torch.tensor([[[1, 4], [3, 3]]])
+    m, logvar = model.predict_with_logvar(tokens, spans, pairs)
+    torch.testing.assert_close(logvar.exp()[0, 0], var[0, 1, 4])
+    torch.testing.assert_close(m[0, 0], mean[0, 1, 4])
+    mse = PART(ViT(token_dim=20, dim=32, depth=1, heads=2), CrossAttentionHead(32, 1), 8)
+    with pytest.raises(ValueError, match="predicts no variance"):
+        predicted_variance(mse, tokens, spans)
+    with pytest.raises(ValueError, match="no predict_with_logvar"):
+        predicted_variance(Oracle(), tokens, spans)

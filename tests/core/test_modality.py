@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import relpos
+from relpos.core.extract import extract
 from relpos.core.modality import STFT, Modality, get_modality, list_modalities, spectrogram
 from relpos.core.registry import Registry
-from relpos.core.samplers import Grid, RandomSpans
+from relpos.core.samplers import Grid, RandomSpans, RandomWindows
+from relpos.core.tokenizer import Tokenizer
 
 
 def test_registry_register_get_names():
@@ -87,3 +89,20 @@ def test_spectrogram_transform():
         stft(torch.randn(2, 8))
     with pytest.raises(ValueError, match="n_fft must be >= 2"):
         STFT(1)
+
+
+def test_modality_tokenizer_cuts_every_token():
+    x = torch.randn(2, 3, 400, generator=torch.Generator().manual_seed(0))
+    plain = relpos.get_modality("signal", channels=3, window=40, count=5)
+    assert plain.tokenizer is None and plain.effective_tokenizer == Tokenizer((40,))
+    tokens, spans = plain.tokenize(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(tokens, extract(x, spans, (40,)))  # unchanged default
+    tok = Tokenizer((40,), oversample=4, band=8, standardize=True)
+    m = Modality("s", 3, (40,), RandomWindows(40, 5, scale=(0.5, 2.0)), Grid((40,)), tokenizer=tok)
+    assert m.effective_tokenizer is tok
+    for sampler in (None, m.grid):  # pretext sampler and on-grid spans alike
+        tokens, spans = m.tokenize(x, sampler, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(tokens, tok(x, spans))
+        assert tokens.mean(-1).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="tokenizer token_shape"):
+        Modality("s", 3, (40,), m.sampler, m.grid, tokenizer=Tokenizer((20,)))

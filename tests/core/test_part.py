@@ -39,7 +39,9 @@ def test_output_fields_and_loss_form():
     # the paper's 1/(T*M) * sum, averaged over the batch
     manual = ((out.pred - out.target) ** 2).sum((1, 2)) / (2 * 32)
     torch.testing.assert_close(out.loss, manual.mean())
-    assert set(out.errors) == {"y", "x", "euclidean", "baseline"}
+    assert set(out.errors) == {
+        "y", "x", "euclidean", "baseline", "zero_y", "zero_x", "zero_euclidean"
+    }  # fmt: skip
     torch.testing.assert_close(out.errors["baseline"], (out.target**2).mean())
     torch.testing.assert_close((out.errors["y"] + out.errors["x"]) / 2, out.loss.detach())
     euclid = (out.pred - out.target).norm(dim=-1).mean()
@@ -54,7 +56,13 @@ def test_given_pairs_and_1d_and_scale_targets():
     spans = RandomWindows(10, 8)(300, 2, generator=g)
     pairs = torch.tensor([[[0, 1]] * 5, [[2, 3]] * 5])
     out = model(extract(x, spans, 10), spans, pairs=pairs)
-    assert torch.equal(out.pairs, pairs) and set(out.errors) == {"t", "euclidean", "baseline"}
+    assert torch.equal(out.pairs, pairs) and set(out.errors) == {
+        "t",
+        "euclidean",
+        "baseline",
+        "zero_t",
+        "zero_euclidean",
+    }
     m4 = _model(out_dim=4, scale="ratio")
     out4 = m4.forward_raw(smooth_images(2, g), RandomBoxes.multiscale(4, 8), (4, 4), generator=g)
     assert out4.target.shape == (2, 32, 4) and "s_x" in out4.errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pytest
 import torch
@@ -241,3 +242,46 @@ def test_random_spans_bad_input():
         RandomCuboids((2, 4, 4), 4)((8, 8), 1)
     with pytest.raises(ValueError, match="larger than the extent"):
         RandomCuboids((2, 16, 16), 4)((8, 8, 8), 1)
+
+
+@SETTINGS
+@given(
+    n=st.integers(20, 2000),
+    length=st.floats(2.0, 400.0),
+    lo=st.floats(0.2, 1.0),
+    hi=st.floats(1.0, 4.0),
+    snap=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_multiscale_windows_sizes_within_the_scale(n, length, lo, hi, snap, seed):
+    """Multi-scale windows: length x a factor in [lo, hi], clipped to the input, inside it."""
+    sampler = RandomWindows(length, 16, scale=(lo, hi), snap=snap)
+    spans = sampler(n, 3, generator=torch.Generator().manual_seed(seed))
+    assert spans.size.shape == (3, 16, 1) and bool(spans.inside((n,)).all())
+    size = spans.size
+    low, high = lo * length, hi * length
+    if snap:
+        assert spans.is_integer()
+        low, high = max(1.0, round(low) - 1), round(high) + 1
+    assert bool((size >= min(low, n) - 1e-3).all()) and bool((size <= min(high, n) + 1e-3).all())
+
+
+def test_multiscale_windows_are_log_uniform_and_shared_with_random_spans():
+    sampler = RandomWindows(100, 64, scale=(0.5, 2.0))
+    spans = sampler(10_000, 64, generator=torch.Generator().manual_seed(0))
+    log_f = (spans.size / 100).log()
+    assert abs(log_f.mean().item()) < 0.02  # log-uniform on [-log 2, log 2]
+    assert abs(log_f.std().item() - 2 * math.log(2) / math.sqrt(12)) < 0.02
+    hist = torch.histc(log_f, bins=4, min=-math.log(2), max=math.log(2)) / log_f.numel()
+    assert bool(((hist - 0.25).abs() < 0.02).all())
+    # the same draw as the N-D random-resized path
+    same = RandomSpans(100, 64, scale=(0.5, 2.0), ndim=1)(
+        10_000, 64, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(spans.size, same.size) and torch.equal(spans.centre, same.centre)
+    with pytest.raises(ValueError, match="scale needs a fixed length"):
+        RandomWindows((50, 200), 8, scale=(0.5, 2.0))
+    with pytest.raises(ValueError, match="scale has min > max"):
+        RandomWindows(100, 8, scale=(2.0, 0.5))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        RandomWindows(100, 8, scale=(0.0, 2.0))

@@ -169,3 +169,92 @@ def test_class_weights_inverse_frequency():
 def test_quick_overridesmerge():
     cfg = load_sleep_config("physionet2018-demo", merge(QUICK, {"splits": {"seed": 3}}))
     assert cfg.splits.seed == 3 and cfg.synth.records == QUICK["synth"]["records"]
+
+
+# ---------------------------------------------------------------------- multi-epoch context
+def test_context_spec_bounds_and_centred():
+    from pydantic import ValidationError
+
+    from relpos.sleep.experiment import ContextSpec
+
+    assert ContextSpec() == ContextSpec(pretrain=1, finetune=1)
+    assert ContextSpec(pretrain=4, finetune=5).pretrain == 4  # pretraining windows may be even
+    for bad in ({"finetune": 4}, {"finetune": 0}, {"pretrain": 42}, {"finetune": 43}):
+        with pytest.raises(ValidationError):
+            ContextSpec(**bad)
+    with pytest.raises(ValueError, match="odd"):  # the preset loader's one-line error
+        load_sleep_config("physionet2018-demo", {"context": {"finetune": 2}})
+
+
+def test_context_configs_extent_and_position_table():
+    from relpos.sleep.experiment import finetune_config, pretrain_config
+    from relpos.train.config import build_model
+
+    base = load_sleep_config("physionet2018-demo", QUICK)
+    assert base.context.pretrain == base.context.finetune == 1
+    for method in ("part", "part_grid"):  # defaults: the preset's runs, unchanged
+        assert pretrain_config(base, method).modality == base.pretrain.modality
+    assert finetune_config(base, "supervised_pos").modality == base.finetune.modality
+    cfg = load_sleep_config(
+        "physionet2018-demo", merge(QUICK, {"context": {"pretrain": 4, "finetune": 3}})
+    )
+    assert pretrain_config(cfg, "part").modality.extent == [4 * 3000]
+    assert pretrain_config(cfg, "part_grid").modality.extent == [4 * 3000]
+    ft = finetune_config(cfg, "supervised_pos")
+    assert ft.modality.extent == [3 * 3000] and ft.finetune.pos_embed == "learned"
+    table = build_model(ft).pos_embed
+    assert isinstance(table, torch.Tensor) and table.shape[1] == 3 * 30  # a row per 1-s token
+    assert cfg.pretrain.modality.extent == [3000]  # the preset sections are left alone
+
+
+def test_context_datasets_and_short_runs(demo, tmp_path):
+    from relpos.sleep.experiment import (
+        ContextSpec,
+        datasets,
+        finetune_config,
+        pretrain_config,
+        run_finetune,
+        run_pretrain,
+    )
+
+    out, _, _ = demo
+    store, splits = EpochStore(out / "store"), load_splits(out / "splits.json")
+    one, ctx = datasets(store, splits), datasets(store, splits, ContextSpec(pretrain=3, finetune=5))
+    assert set(one) == set(ctx)
+    for split in ("finetune", "test"):  # the same scored epochs, zero-filled at the edges
+        np.testing.assert_array_equal(one[split].indices, ctx[split].indices)
+        assert ctx[split].context == 5 and not ctx[split].complete
+        assert ctx[split][0][0].shape == (6, 5 * 3000)
+    pt = ctx["pretrain"]
+    assert (
+        pt.complete
+        and (pt.context_index >= 0).all()
+        and set(pt.indices) < set(one["pretrain"].indices)
+    )
+    cfg = load_sleep_config(
+        "physionet2018-demo",
+        merge(QUICK, {"context": {"pretrain": 3, "finetune": 5},
+                      "pretrain": {"optim": {"max_steps": 2}}, "finetune": {"optim": {"max_steps": 2}}}),
+    )  # fmt: skip
+    enc, _ = run_pretrain(pretrain_config(cfg, "part"), pt, tmp_path / "pt")
+    ckpt, _ = run_finetune(finetune_config(cfg, "part", enc), ctx["finetune"], tmp_path / "ft")
+    rep = evaluate_checkpoint(ckpt, ctx["test"], plots=False)
+    assert rep["n"] == len(one["test"])
+
+
+def test_paper_preset_has_sincos_positions_with_20_percent_dropped():
+    """The paper's EEG paragraph: "we randomly mask out 20% of the position embeddings"."""
+    from relpos.core.part import PART
+    from relpos.sleep.experiment import pretrain_config
+    from relpos.train.config import build_model
+
+    cfg = load_sleep_config("physionet2018-paper")
+    pretext = cfg.pretrain.pretext
+    assert (pretext.pos_embed, pretext.pos_drop, pretext.score) == ("sincos", 0.2, "all")
+    assert pretext.pos_unit == 100  # centres in seconds of 100-Hz samples
+    small = cfg.pretrain.model_copy(deep=True)
+    small.encoder.dim, small.encoder.depth, small.encoder.heads = 32, 1, 2
+    model = build_model(pretrain_config(cfg.model_copy(update={"pretrain": small}), "part"))
+    assert isinstance(model, PART) and model.drops_positions
+    keep = model.draw_pos_keep(64, 40, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert 0.15 < 1 - keep.float().mean().item() < 0.25

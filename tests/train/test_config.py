@@ -242,3 +242,130 @@ def test_preset_sections_read_any_experiment_preset():
     for name in ("physionet2018-demo", "mnist5k-demo"):
         sections = load_preset(name, PresetSections)
         assert sections.pretrain.task == "pretrain" and sections.part_grid.kind == "grid"
+
+
+RHYTHM = {
+    "modality": {
+        "channels": 2,
+        "extent": [600],
+        "token_shape": [40],
+        "tokenizer": {"oversample": 4, "band": 8, "standardize": True},
+    },
+    "pretext": {
+        "sampler": {"kind": "windows", "length": 40, "count": 8, "scale": [0.5, 2.0]},
+        "scale": "log",
+    },
+}
+
+
+def test_tokenizer_and_multiscale_windows_round_trip(tmp_path):
+    from relpos.core.spans import target_names
+    from relpos.core.tokenizer import Tokenizer, TokenizerConfig
+
+    cfg = TrainConfig.model_validate(RHYTHM)
+    for suffix in (".yaml", ".json"):
+        assert load_config(save_config(cfg, tmp_path / f"c{suffix}")) == cfg
+    assert "band: 8.0" in (tmp_path / "c.yaml").read_text()
+    m = cfg.modality_object()
+    assert m.tokenizer == Tokenizer((40,), 4, 8.0, standardize=True)
+    spans = cfg.pretext_sampler()(600, 2, generator=torch.Generator().manual_seed(0))
+    assert 20 - 1e-4 <= spans.size.min() and spans.size.max() <= 80 + 1e-4
+    assert spans.size.std() > 5  # multi-scale
+    assert target_names(1, cfg.pretext.scale) == ("t", "s_t")
+    # a config (or checkpoint) written before the field existed loads with the plain resize
+    old = TrainConfig().model_dump(mode="json")
+    del old["modality"]["tokenizer"], old["pretext"]["sampler"]["scale"]
+    loaded = TrainConfig.model_validate(old)
+    assert loaded.modality.tokenizer == TokenizerConfig()
+    assert loaded.modality_object().tokenizer == Tokenizer((100,))
+    assert loaded.modality_object().tokenizer.is_plain
+
+
+def test_tokenizer_and_scale_errors_name_the_field():
+    bad_band = {**RHYTHM["modality"], "tokenizer": {"band": 20}}  # 20 >= 40 / 2
+    with pytest.raises(ValueError, match="band"):
+        TrainConfig.model_validate({"modality": bad_band})
+    with pytest.raises(ValueError, match="oversample"):
+        TrainConfig.model_validate({"modality": {"tokenizer": {"oversample": 32, "band": 4}}})
+    with pytest.raises(ValueError, match="scale needs a fixed length"):
+        WindowsConfig(length=(50, 200), scale=(0.5, 2.0))
+    with pytest.raises(ValueError, match="min > max"):
+        WindowsConfig(scale=(2.0, 0.5))
+
+
+def test_tasks_cut_tokens_with_the_configured_tokenizer():
+    from types import SimpleNamespace
+
+    from relpos.train.tasks import FinetuneTask, PretrainTask
+
+    class Capture(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, tokens, spans, generator=None):
+            self.tokens, self.spans = tokens, spans
+            return SimpleNamespace(loss=self.w, errors={})
+
+    x = torch.randn(3, 2, 600, generator=torch.Generator().manual_seed(0))
+    tok = TrainConfig.model_validate(RHYTHM).modality_object().tokenizer
+    assert tok is not None
+    fine = FinetuneTask(TrainConfig.model_validate({**RHYTHM, "task": "finetune"}))
+    model = Capture()
+    fine.logits(model, x)
+    assert model.tokens.shape == (3, 15, 2, 40)
+    assert torch.equal(model.tokens, tok(x, model.spans))
+    pre = PretrainTask(TrainConfig.model_validate(RHYTHM))
+    pre(model, x, torch.Generator().manual_seed(1))
+    assert model.tokens.shape == (3, 8, 2, 40)
+    assert torch.equal(model.tokens, tok(x, model.spans))
+    assert model.tokens.mean(-1).abs().max() < 1e-5
+
+
+def test_config_wires_the_options(tmp_path):
+    """pretext.score / loss and encoder.embed reach PART, and a conv encoder exports and
+    reloads."""
+    from relpos.core.extract import extract
+    from relpos.core.part import PART
+    from relpos.core.samplers import RandomWindows
+    from relpos.train.checkpoint import export_encoder, load_encoder
+    from relpos.train.config import TrainConfig, build_model
+
+    g = torch.Generator().manual_seed(0)
+    spans = RandomWindows(10, 6)(200, 2, generator=g)
+    tokens = extract(torch.randn(2, 2, 200, generator=g), spans, 10)
+
+    cfg = TrainConfig.model_validate(
+        {
+            "modality": {"channels": 2, "extent": [200], "token_shape": [10]},
+            "encoder": {"preset": "vit_mini", "dim": 32, "depth": 1, "heads": 2, "embed": "conv"},
+            "pretext": {
+                "pos_embed": "sincos",
+                "pos_drop": 0.2,
+                "score": "dropped_either",
+                "loss": "gaussian_nll",
+                "num_pairs": 12,
+            },
+        }
+    )
+    model = build_model(cfg)
+    assert isinstance(model, PART) and (model.score, model.loss) == (
+        "dropped_either",
+        "gaussian_nll",
+    )
+    assert model.head.out.out_features == 2 and model.encoder.embed_type == "conv"
+    out = model(tokens, spans, generator=torch.Generator().manual_seed(0))
+    assert out.logvar.shape == out.pred.shape == (2, 12, 1) and "nll" in out.errors
+    # the exported conv encoder rebuilds from its JSON config
+    path = export_encoder(model, tmp_path / "encoder.safetensors")
+    again = load_encoder(path)
+    assert again.embed_type == "conv"
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again.eval().forward_features(tokens, spans),
+            model.encoder.eval().forward_features(tokens, spans),
+        )
+    ft = build_model(cfg.model_copy(update={"task": "finetune"}))
+    assert isinstance(ft, ViT) and ft.embed_type == "conv"
+    with pytest.raises(ValueError, match="needs pretext.pos_embed='sincos'"):
+        TrainConfig.model_validate({"pretext": {"score": "dropped_target"}})

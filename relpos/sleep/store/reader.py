@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch.utils.data import Dataset
 
 from relpos.core.atomic import atomic_path
 from relpos.sleep.preprocess import Pipeline, instance_norm
+from relpos.sleep.store.context import check_context, context_table
 from relpos.sleep.store.layout import (
     FORMAT,
     INDEX_FILE,
@@ -315,12 +317,23 @@ class EpochDataset(Dataset):
     subjects (n,) int64)`` from one vectorised read; :meth:`__getitems__` (used by
     ``DataLoader`` with ``batch_size``) does the same read and returns the list of items.
 
+    With ``context`` k > 1 an item is the window of k consecutive epochs of one record around
+    an anchor epoch (see :mod:`relpos.sleep.store.context`; the anchor is epoch ``k // 2``,
+    the centre for odd k): x is (C, k * S), the k epochs concatenated in time, each
+    instance-normalised on its own first; label and subject are the anchor's. Neighbours may be
+    any epoch of the anchor's record (unlabelled ones too); a missing one (record edge, dropped
+    epoch) is zeros, unless ``complete`` keeps only the anchors whose window is whole. The
+    ``indices``, ``labels``, ``subject_index`` and ``record_index`` attributes are the anchors';
+    ``context_index`` (n, k) holds the store indices of each window (-1: missing).
+
     Args:
         store: an :class:`EpochStore` or its directory.
         subjects: keep only epochs of these subject ids (unknown ids are warned about).
-        labelled_only: keep only epochs with a stage label.
+        labelled_only: keep only epochs with a stage label (as anchors).
         normalize: instance-normalise (eps from the store pipeline's InstanceNorm, else 1e-6).
         dtype: tensor dtype of x.
+        context: epochs per item, 1 (one epoch, the default) to ``MAX_CONTEXT``.
+        complete: with ``context`` > 1, serve only anchors whose k epochs all exist.
     """
 
     def __init__(
@@ -330,7 +343,11 @@ class EpochDataset(Dataset):
         labelled_only: bool = False,
         normalize: bool = True,
         dtype: torch.dtype = torch.float32,
+        context: int = 1,
+        complete: bool = False,
     ) -> None:
+        self.context = check_context(context)
+        self.complete = bool(complete)
         self.store = store if isinstance(store, EpochStore) else EpochStore(store)
         mask = np.ones(len(self.store), dtype=bool)
         if subjects is not None:
@@ -346,6 +363,14 @@ class EpochDataset(Dataset):
         if labelled_only:
             mask &= self.store.labels >= 0
         self.indices: np.ndarray = np.flatnonzero(mask).astype(np.int64)
+        self.context_index: np.ndarray = self.indices[:, None]
+        if self.context > 1:
+            st = self.store
+            table = context_table(st.record_index, st.epoch_index, self.indices, self.context)
+            if self.complete:
+                whole = (table >= 0).all(1)
+                self.indices, table = self.indices[whole], table[whole]
+            self.context_index = table
         self.labels: np.ndarray = self.store.labels[self.indices].astype(np.int64)
         self.subject_index: np.ndarray = self.store.subject_index[self.indices].astype(np.int64)
         self.record_index: np.ndarray = self.store.record_index[self.indices]
@@ -364,11 +389,29 @@ class EpochDataset(Dataset):
         if isinstance(positions, torch.Tensor):
             positions = positions.numpy()
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)
-        arr = self.store.read(self.indices[pos])
-        x = torch.from_numpy(arr).to(self.dtype)  # a new tensor: normalise it in place
+        if self.context > 1:
+            x = self._windows(self.context_index[pos])
+        else:
+            x = self._epochs(self.indices[pos])
+        return x, torch.from_numpy(self.labels[pos]), torch.from_numpy(self.subject_index[pos])
+
+    def _epochs(self, indices: np.ndarray) -> torch.Tensor:
+        """(n, C, S) epochs at store ``indices``, normalised when asked."""
+        x = torch.from_numpy(self.store.read(indices)).to(self.dtype)  # new: normalise in place
         if self.normalize:
             x = instance_norm(x, self.eps, inplace=True)
-        return x, torch.from_numpy(self.labels[pos]), torch.from_numpy(self.subject_index[pos])
+        return x
+
+    def _windows(self, table: np.ndarray) -> torch.Tensor:
+        """(n, C, k * S) windows of the (n, k) store-index ``table``; -1 entries are zeros."""
+        flat = table.reshape(-1)
+        have = flat >= 0
+        if have.all():
+            x = self._epochs(flat)
+        else:
+            x = torch.zeros((flat.shape[0], *self.store.epoch_shape), dtype=self.dtype)
+            x[torch.from_numpy(have)] = self._epochs(flat[have])
+        return rearrange(x, "(n k) c s -> n c (k s)", k=table.shape[1])
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, (int, np.integer)) or (isinstance(i, torch.Tensor) and i.ndim == 0):
