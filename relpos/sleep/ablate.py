@@ -221,7 +221,7 @@ def _run_one(
     result["pretrain_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     ft = quiet(finetune_config(cfg, variant.method, init), progress)
-    ckpt, result["finetune"] = run_finetune(ft, data["finetune"], out / "finetune")
+    ckpt, result["finetune"] = run_finetune(ft, data["finetune"], out / "finetune", data.get("val"))
     result["finetune_s"] = time.perf_counter() - t1
     report = evaluate_checkpoint(ckpt, data["test"], batch_size=cfg.eval_batch_size, plots=False)
     result["eval"] = {k: report[k] for k in ("kappa", "accuracy", "macro_f1", "per_class")}

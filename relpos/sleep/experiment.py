@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from relpos.core.atomic import atomic_write_json
 from relpos.sleep.format import EEG_CHANNELS, STAGES
@@ -90,11 +90,25 @@ class PrepareSpec(Base):
 
 
 class SplitSpec(Base):
+    """Subject counts of the splits. ``val_from_finetune`` of the ``n_finetune`` subjects are
+    moved (seeded) to the validation split, for early stopping on subjects the finetuning never
+    trains on (``finetune.finetune.early_stopping``)."""
+
     n_finetune: int = 10
     n_test: int = 200
     n_val: int = 0
+    val_from_finetune: Annotated[int, Field(ge=0, le=10_000)] = 0
     n_pretrain: int | None = None  # cap the pretraining pool (None: every remaining subject)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _carve(self) -> SplitSpec:
+        if self.val_from_finetune >= max(1, self.n_finetune):
+            raise ValueError(
+                f"splits.val_from_finetune ({self.val_from_finetune}) must leave at least one of "
+                f"the {self.n_finetune} finetuning subjects for training"
+            )
+        return self
 
 
 class ContextSpec(Base):
@@ -130,6 +144,7 @@ class SleepConfig(Base):
     methods: list[SleepMethod] = Field(default_factory=lambda: list(METHODS))
     eval_batch_size: int = 512
     context: ContextSpec = ContextSpec()
+    spectral_floor: bool = True  # score band powers + LDA on the same split (the table's last row)
 
 
 def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> SleepConfig:
@@ -180,6 +195,11 @@ def write_splits(store: EpochStore, spec: SplitSpec, path: Path) -> dict[str, li
         rng = np.random.default_rng([spec.seed, 1])
         pool = sorted(rng.choice(pool, spec.n_pretrain, replace=False).tolist())
     splits["pretrain"] = pool
+    if spec.val_from_finetune:
+        rng = np.random.default_rng([spec.seed, 2])
+        carved = set(rng.choice(splits["finetune"], spec.val_from_finetune, replace=False).tolist())
+        splits["val"] = sorted(splits.get("val", []) + sorted(carved))
+        splits["finetune"] = [s for s in splits["finetune"] if s not in carved]
     save_splits(splits, path)
     return splits
 
@@ -210,9 +230,22 @@ def run_pretrain(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path,
     return result.encoder_path, describe(result)
 
 
-def run_finetune(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
+def run_finetune(
+    cfg: TrainConfig, data: EpochDataset, out: Path, val: EpochDataset | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Finetune on ``data``; with ``finetune.early_stopping`` the run stops on ``val`` (the
+    validation subjects) and keeps its best weights."""
     weights = class_weights(data.labels, len(STAGES)) if cfg.finetune.class_balanced else None
-    _, result = train(cfg, data, out, groups=data.record_index, class_weights=weights)
+    if cfg.finetune.early_stopping is not None and val is None:
+        raise ValueError(
+            "finetune.early_stopping needs validation subjects: set splits.val_from_finetune "
+            "(or splits.n_val)"
+        )
+    stop = cfg.finetune.early_stopping is not None
+    _, result = train(
+        cfg, data, out, groups=data.record_index, class_weights=weights,
+        val_dataset=val if stop else None,
+    )  # fmt: skip
     assert result.final_checkpoint is not None
     return result.final_checkpoint, describe(result)
 
@@ -270,8 +303,15 @@ def _plots(
 
 
 # ---------------------------------------------------------------------- the whole experiment
-def format_table(results: dict[str, dict[str, Any]], seed: int) -> str:
-    """Kappa, accuracy, macro-F1 and per-stage F1 of every method."""
+#: the table label of the spectral floor (band powers + LDA)
+FLOOR_LABEL = "spectral floor: band powers + LDA"
+
+
+def format_table(
+    results: dict[str, dict[str, Any]], seed: int, floor: dict[str, Any] | None = None
+) -> str:
+    """Kappa, accuracy, macro-F1 and per-stage F1 of every method (and of the spectral floor,
+    the last row, when given)."""
     columns = [Column("kappa", 6), Column("acc", 6), Column("mF1", 6)] + [
         Column(s, 5, ".2f", "  " if i == 0 else " ") for i, s in enumerate(STAGES)
     ]
@@ -280,7 +320,7 @@ def format_table(results: dict[str, dict[str, Any]], seed: int) -> str:
             method_label(method),
             [r["kappa"], r["accuracy"], r["macro_f1"], *(r["per_class"][s]["f1"] for s in STAGES)],
         )
-        for method, r in results.items()
+        for method, r in [*results.items(), *([(FLOOR_LABEL, floor)] if floor else [])]
     ]
     title = f"Sleep staging on held-out subjects (seed {seed})"
     return recipes.format_table(title, columns, rows, label_width=42)
@@ -357,7 +397,7 @@ def run_methods(
         t = time.perf_counter()
         ft = quiet(finetune_config(cfg, method, encoders.get(method)), progress)
         ckpt, runs[f"finetune-{method}"] = run_finetune(
-            ft, data["finetune"], out / f"finetune-{method}"
+            ft, data["finetune"], out / f"finetune-{method}", data.get("val")
         )
         timings[f"finetune-{method}"] = time.perf_counter() - t
         results[method] = evaluate_checkpoint(
@@ -380,7 +420,8 @@ def run_demo(
 
     Writes ``out/records`` (synthetic, unless ``data_dir`` is given), ``out/store``,
     ``out/splits.json``, ``out/pretrain-<method>``, ``out/finetune-<method>``,
-    ``out/eval-<method>`` and ``out/results.json``; returns the results.
+    ``out/eval-<method>`` and ``out/results.json`` (every method, and the spectral floor on the
+    same split); returns the results.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,8 +429,15 @@ def run_demo(
     splits, data, timings = prepare_data(cfg, out, data_dir, progress)
     results, runs, run_timings = run_methods(cfg, data, out, progress)
     timings.update(run_timings)
+    floor = None
+    if cfg.spectral_floor:
+        from relpos.sleep.spectral import band_power_lda
+
+        t = time.perf_counter()
+        floor = band_power_lda(data["test"].store, splits)
+        timings["spectral_floor"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    table = format_table(results, cfg.finetune.runtime.seed)
+    table = format_table(results, cfg.finetune.runtime.seed, floor)
     summary_out = {
         "config": cfg.model_dump(mode="json"),
         "splits": {k: len(v) for k, v in splits.items()},
@@ -399,6 +447,7 @@ def run_demo(
             for m, r in results.items()
         },
         "runs": runs,
+        "spectral_floor": floor,
         "timings_s": timings,
         "table": table,
     }

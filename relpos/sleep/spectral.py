@@ -37,8 +37,9 @@ def band_power_features(store: EpochStore, subjects: list[str]) -> tuple[np.ndar
 
 
 def band_power_lda(store: EpochStore | str | Path, splits: dict[str, list[str]]) -> dict[str, Any]:
-    """Kappa, accuracy and macro-F1 of LDA on log relative band powers (fitted on the
-    ``finetune`` subjects, scored on the ``test`` subjects of ``splits``)."""
+    """Kappa, accuracy, macro-F1, per-class scores and confusion (as
+    :func:`~relpos.train.metrics.classification_report`) of LDA on log relative band powers,
+    fitted on the ``finetune`` subjects and scored on the ``test`` subjects of ``splits``."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     from relpos.train.metrics import classification_report
@@ -51,9 +52,7 @@ def band_power_lda(store: EpochStore | str | Path, splits: dict[str, list[str]])
     pred = LinearDiscriminantAnalysis().fit(xtr, ytr).predict(xte)
     report = classification_report(yte, pred, STAGES)
     return {
-        "kappa": float(report["kappa"]),
-        "accuracy": float(report["accuracy"]),
-        "macro_f1": float(report["macro_f1"]),
+        **{k: report[k] for k in ("kappa", "accuracy", "macro_f1", "per_class", "confusion")},
         "train_epochs": len(ytr),
         "test_epochs": len(yte),
     }

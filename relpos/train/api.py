@@ -1,5 +1,6 @@
 """The public training API: ``train`` (build the model of a config and run the loop) and
-``predict`` (batched class probabilities), plus ``build_finetune_model``."""
+``predict`` (batched class probabilities), ``validation_metrics`` (what early stopping watches),
+plus ``build_finetune_model``."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from relpos.nn.vit import ViT
 from relpos.train.callbacks import Callback
 from relpos.train.checkpoint import load_encoder, load_encoder_weights
 from relpos.train.config import TrainConfig, build_model
-from relpos.train.loop import EvalFn, fit
+from relpos.train.loop import EvalFn, ValFn, fit
+from relpos.train.metrics import classification_report
 from relpos.train.state import FitResult
 from relpos.train.tasks import Augment, FinetuneTask, Task, make_task, split_batch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_finetune_model", "predict", "train"]
+__all__ = ["build_finetune_model", "predict", "train", "validation_metrics"]
 
 
 def build_finetune_model(cfg: TrainConfig) -> ViT:
@@ -50,14 +52,26 @@ def train(
     eval_fn: EvalFn | None = None,
     resume: bool = True,
     callbacks: Iterable[Callback] = (),
+    val_dataset: Dataset | None = None,
 ) -> tuple[nn.Module, FitResult]:
     """Build the model of ``cfg`` and run the training loop on ``dataset``.
 
     See ``relpos.train.loop.fit`` for the arguments and outputs; ``callbacks``
-    (``relpos.train.callbacks.Callback``) observe the run on rank 0.
+    (``relpos.train.callbacks.Callback``) observe the run on rank 0. ``val_dataset``
+    (finetuning only: labelled ``(x, y, [group])``) is scored with :func:`validation_metrics`
+    at each epoch end (``split: "val"`` records), or as ``finetune.early_stopping`` says.
     """
+    if val_dataset is not None and cfg.task != "finetune":
+        raise ValueError("val_dataset is only used for finetuning (task='finetune')")
     torch.manual_seed(cfg.runtime.seed)
     task: Task
+    val_fn: ValFn | None = None
+    if val_dataset is not None:
+        vset = val_dataset
+
+        def val_fn(m: nn.Module) -> dict[str, float]:
+            return validation_metrics(m, cfg, vset, batch_size=cfg.optim.batch_size)
+
     if cfg.task == "finetune":
         model: nn.Module = build_finetune_model(cfg)
         task = FinetuneTask(cfg, class_weights=class_weights, augment=augment)
@@ -74,6 +88,7 @@ def train(
         resume=resume,
         eval_fn=eval_fn,
         callbacks=callbacks,
+        val_fn=val_fn,
     )
     return model, result
 
@@ -117,4 +132,26 @@ def predict(
         "pred": prob.argmax(-1),
         "label": torch.cat(labels).numpy(),
         "group": torch.cat(groups).numpy(),
+    }
+
+
+def validation_metrics(
+    model: nn.Module, cfg: TrainConfig, dataset: Dataset, *, batch_size: int = 256
+) -> dict[str, float]:
+    """A finetuned classifier on a labelled dataset of ``(x, y, [group])``: ``loss`` (mean
+    cross-entropy, no class weights or smoothing), ``accuracy``, ``kappa`` (Cohen's) and
+    ``macro_f1`` (classes ``0 .. num_classes - 1``). Examples labelled ``-1`` are skipped."""
+    out = predict(model, cfg, dataset, batch_size=batch_size)
+    keep = out["label"] >= 0
+    if not keep.any():
+        raise ValueError("the validation set holds no labelled examples")
+    y = out["label"][keep].astype(np.int64)
+    p_true = out["prob"][keep][np.arange(len(y)), y].astype(np.float64)
+    names = [str(k) for k in range(cfg.finetune.num_classes)]
+    report = classification_report(y, out["pred"][keep], names)
+    return {
+        "loss": float(-np.log(np.clip(p_true, 1e-12, None)).mean()),
+        "accuracy": float(report["accuracy"]),
+        "kappa": float(report["kappa"]),
+        "macro_f1": float(report["macro_f1"]),
     }

@@ -46,17 +46,21 @@ class Callback:
     def on_log(self, state: RunState, record: dict[str, Any]) -> None:
         """For every ``metrics.jsonl`` record: training records (``step``, ``epoch``, ``lr``,
         metrics averaged over ranks and over the steps since the last record, ``samples_per_s``,
-        ``time``) and evaluation records (``split: "eval"`` and what ``eval_fn`` returned)."""
+        ``time``), evaluation records (``split: "eval"`` and what ``eval_fn`` returned) and
+        validation records (``split: "val"``, the ``val_fn`` metrics and, with early stopping,
+        ``best``, ``best_step`` and ``bad_evals``)."""
 
     def on_epoch_end(self, state: RunState) -> None:
         """After each pass of the epoch loop (a whole epoch, or the part that ``max_steps``
-        allowed), once any ``eval_fn`` has run and before the epoch's checkpoint."""
+        allowed, or stopped early), once any ``eval_fn`` and ``val_fn`` have run and before the
+        epoch's checkpoint."""
 
     def on_checkpoint(self, state: RunState, path: Path) -> None:
         """After ``checkpoints/ckpt-<step>.pt`` was written (atomically) to ``path``."""
 
     def on_fit_end(self, state: RunState, result: FitResult) -> None:
-        """After ``final.pt`` and the encoder export were written."""
+        """After ``final.pt`` and the encoder export were written (with early stopping: the
+        best weights, which ``state.model`` then holds too)."""
 
 
 class CallbackList(Callback):

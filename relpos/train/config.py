@@ -47,6 +47,7 @@ from relpos.nn.vit import MODELS, ViT, create_model
 __all__ = [
     "BoxesConfig",
     "CuboidsConfig",
+    "EarlyStoppingConfig",
     "EncoderConfig",
     "FinetuneConfig",
     "GridConfig",
@@ -201,6 +202,23 @@ class PretextConfig(Base):
         return self
 
 
+class EarlyStoppingConfig(Base):
+    """Stop finetuning when a validation metric stops improving; keep the best weights.
+
+    ``metric`` is a key of the validation metrics (``loss``, ``accuracy``, ``kappa``,
+    ``macro_f1`` from :func:`relpos.train.api.train`'s ``val_dataset``), ``mode`` whether lower
+    or higher is better. Validation runs every ``every`` optimiser steps (``None``: at each epoch
+    end); after ``patience`` evaluations without an improvement larger than ``min_delta`` the run
+    stops, and ``final.pt`` / ``encoder.safetensors`` hold the best weights (also in ``best.pt``).
+    """
+
+    metric: str = "loss"
+    mode: Literal["min", "max"] = "min"
+    patience: Annotated[int, Field(ge=1, le=10_000)] = 5
+    every: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+
 class FinetuneConfig(Base):
     """Supervised finetuning on on-grid tokens with a [CLS] classifier.
 
@@ -216,6 +234,8 @@ class FinetuneConfig(Base):
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     class_balanced: bool = False  # weight the loss by inverse class frequency
     init: str | None = None  # checkpoint or safetensors export of a pretrained encoder
+    # stop on a validation metric (needs a validation set; see EarlyStoppingConfig)
+    early_stopping: EarlyStoppingConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -246,6 +266,9 @@ class OptimConfig(Base):
     clip_grad: Annotated[float, Field(gt=0)] | None = 1.0
     # stop after this many optimiser steps (budgets, tests)
     max_steps: Annotated[int, Field(ge=1)] | None = None
+    # train for at least this many optimiser steps: epochs rise to ceil(min_steps / steps per
+    # epoch) when that is more (max_steps still caps; the schedule spans the resulting total)
+    min_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class RuntimeConfig(Base):

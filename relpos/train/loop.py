@@ -10,6 +10,11 @@ linear warm-up and cosine decay, gradient accumulation and clipping, mixed preci
   and config, atomically, every ``runtime.checkpoint_every`` steps and at each epoch end;
 - ``final.pt`` and ``encoder.safetensors`` (+ ``encoder.json``) at the end.
 
+With a validation function (``val_fn``) it also logs ``split: "val"`` records; with
+``finetune.early_stopping`` it keeps the best weights in ``best.pt``, stops once the metric has
+not improved for ``patience`` evaluations, and ``final.pt``/``encoder.safetensors`` then hold
+the best weights (see :func:`relpos.train.validation.validate`).
+
 Restarted on the same ``out_dir`` it continues from the newest complete checkpoint, replaying
 the data order and random draws of an uninterrupted run.
 
@@ -46,17 +51,20 @@ from relpos.train.checkpoint import (
     check_writable,
     encoder_of,
     export_encoder,
+    load_checkpoint,
     restore_rng,
 )
 from relpos.train.config import OptimConfig, TrainConfig, save_config
 from relpos.train.order import EpochSampler
-from relpos.train.state import FitResult, LogWindow, Meter, RunState
+from relpos.train.state import EarlyStopping, FitResult, LogWindow, Meter, RunState
 from relpos.train.tasks import Task
+from relpos.train.validation import ValFn, validate, weights_payload
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "EvalFn",
+    "ValFn",
     "end_epoch",
     "finish",
     "fit",
@@ -68,6 +76,7 @@ __all__ = [
     "save_checkpoint",
     "setup",
     "train_epoch",
+    "validate",
     "wrap",
 ]
 
@@ -119,8 +128,9 @@ def _seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _budget(opt: OptimConfig, sampler: EpochSampler) -> tuple[int, int, int]:
-    """``(steps_per_epoch, total_steps, warmup_steps)`` for this rank's share of the data."""
+def _budget(opt: OptimConfig, sampler: EpochSampler) -> tuple[int, int, int, int]:
+    """``(steps_per_epoch, total_steps, warmup_steps, epochs)`` for this rank's share of the
+    data; ``epochs`` is ``optim.epochs``, raised to reach ``optim.min_steps`` steps."""
     per_step = opt.batch_size * opt.accum_steps
     steps_per_epoch = sampler.epoch_length(0) // per_step
     if steps_per_epoch < 1:
@@ -128,10 +138,13 @@ def _budget(opt: OptimConfig, sampler: EpochSampler) -> tuple[int, int, int]:
             f"dataset too small: {sampler.epoch_length(0)} examples per rank cannot fill one step of "
             f"batch_size={opt.batch_size} x accum_steps={opt.accum_steps}"
         )
-    total_steps = steps_per_epoch * opt.epochs
+    epochs = opt.epochs
+    if opt.min_steps is not None:
+        epochs = max(epochs, math.ceil(opt.min_steps / steps_per_epoch))
+    total_steps = steps_per_epoch * epochs
     if opt.max_steps is not None:
         total_steps = min(total_steps, opt.max_steps)
-    return steps_per_epoch, total_steps, int(opt.warmup_epochs * steps_per_epoch)
+    return steps_per_epoch, total_steps, int(opt.warmup_epochs * steps_per_epoch), epochs
 
 
 def setup(
@@ -170,7 +183,7 @@ def setup(
         world_size=dist.world_size,
         groups=groups,
     )
-    steps_per_epoch, total_steps, warmup = _budget(opt, sampler)
+    steps_per_epoch, total_steps, warmup, epochs = _budget(opt, sampler)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total_steps, warmup, opt.lr, opt.min_lr) / opt.lr
     )
@@ -192,6 +205,7 @@ def setup(
         amp_dtype=amp_dtype,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
+        num_epochs=epochs,
     )
 
 
@@ -207,6 +221,8 @@ def restore(state: RunState) -> None:
     state.scheduler.load_state_dict(ck["scheduler"])
     state.scaler.load_state_dict(ck["scaler"])
     state.step, state.epoch, state.step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
+    if state.early_stopping is not None and "early_stopping" in ck:
+        state.early_stopping.load_state_dict(ck["early_stopping"])
     rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
     dist = state.dist
     if len(rngs) != dist.world_size:
@@ -325,9 +341,11 @@ def train_epoch(
     dataset: Dataset,
     callbacks: Callback,
     collate_fn: Callable[[Any], Any] | None = None,
+    val_fn: ValFn | None = None,
 ) -> None:
-    """Train from ``state``'s position to the end of its epoch (or of the step budget), logging
-    and checkpointing on schedule."""
+    """Train from ``state``'s position to the end of its epoch (or of the step budget), logging,
+    validating (``early_stopping.every``) and checkpointing on schedule; stop early when
+    early stopping says so."""
     cfg, rt = state.cfg, state.cfg.runtime
     state.sampler.set_epoch(state.epoch, start=state.step_in_epoch * state.per_step)
     loader = DataLoader(
@@ -343,7 +361,7 @@ def train_epoch(
     bar = tqdm(
         total=state.steps_per_epoch,
         initial=state.step_in_epoch,
-        desc=f"{cfg.task} epoch {state.epoch + 1}/{cfg.optim.epochs}",
+        desc=f"{cfg.task} epoch {state.epoch + 1}/{state.epochs}",
         disable=not (rt.progress and state.dist.is_main),
         leave=False,
         dynamic_ncols=True,
@@ -369,16 +387,26 @@ def train_epoch(
                     loss=f"{record['loss']:.4f}", sps=f"{state.last['samples_per_s']:.0f}"
                 )
             window = LogWindow()
-        if rt.checkpoint_every and state.step % rt.checkpoint_every == 0 and not state.done:
+        every = state.early_stopping.cfg.every if state.early_stopping is not None else None
+        if val_fn is not None and every and state.step % every == 0:
+            validate(state, val_fn, callbacks)
+        ended = state.done or state.stopped
+        if rt.checkpoint_every and state.step % rt.checkpoint_every == 0 and not ended:
             save_checkpoint(state, callbacks)
-        if state.done or state.epoch_complete:
+        if ended or state.epoch_complete:
             break
     bar.close()
 
 
-def end_epoch(state: RunState, callbacks: Callback, eval_fn: EvalFn | None = None) -> None:
+def end_epoch(
+    state: RunState,
+    callbacks: Callback,
+    eval_fn: EvalFn | None = None,
+    val_fn: ValFn | None = None,
+) -> None:
     """Close a pass of the epoch loop: advance the epoch if it was completed, evaluate
-    (``eval_fn`` on rank 0, logged as a ``split: "eval"`` record), checkpoint."""
+    (``eval_fn`` on rank 0, logged as a ``split: "eval"`` record), validate (``val_fn``, unless
+    early stopping validates every ``every`` steps instead), checkpoint."""
     if state.epoch_complete:
         state.epoch += 1
         state.step_in_epoch = 0
@@ -387,21 +415,31 @@ def end_epoch(state: RunState, callbacks: Callback, eval_fn: EvalFn | None = Non
         ev = eval_fn(state.model, state.epoch)
         record = {"step": state.step, "epoch": state.epoch, "split": "eval", **ev}
         callbacks.on_log(state, {**record, "time": time.time()})
+    es = state.early_stopping
+    if val_fn is not None and not state.stopped and (es is None or es.cfg.every is None):
+        validate(state, val_fn, callbacks)
     callbacks.on_epoch_end(state)
     save_checkpoint(state, callbacks)
 
 
 def finish(state: RunState, callbacks: Callback) -> FitResult:
     """Rank 0 writes ``final.pt`` and the encoder export; every rank returns the paths once
-    they exist."""
+    they exist. With early stopping, every rank first loads the best weights (``best.pt``)."""
     out = state.out_dir
     final, encoder_path = out / "final.pt", out / "encoder.safetensors"
+    es = state.early_stopping
+    if es is not None and es.best_step is not None:
+        D.barrier()
+        best = load_checkpoint(out / "best.pt", map_location=state.device)
+        state.model.load_state_dict(best["model"])
+        if state.dist.is_main:
+            log.info(
+                "kept the best weights: step %d, %s %.6g", best["step"], es.cfg.metric, es.best
+            )
     if state.dist.is_main:
-        payload = {
-            "config": state.cfg.model_dump(mode="json"),
-            "model": state.model.state_dict(),
-            "step": state.step,
-        }
+        payload = weights_payload(state)
+        if es is not None and es.best_step is not None:
+            payload["step"] = es.best_step
         atomic_save(payload, final)
         extra = {"modality": state.cfg.modality.model_dump()}
         export_encoder(state.model, encoder_path, extra=extra)
@@ -415,6 +453,8 @@ def finish(state: RunState, callbacks: Callback) -> FitResult:
         last_metrics=state.last,
         samples_per_s=float(np.median(state.throughput)) if state.throughput else float("nan"),
         resumed_from=state.resumed_from,
+        best_step=None if es is None else es.best_step,
+        best_metric=None if es is None else es.best,
     )
     callbacks.on_fit_end(state, result)
     return result
@@ -432,6 +472,7 @@ def fit(
     eval_fn: EvalFn | None = None,
     collate_fn: Callable[[Any], Any] | None = None,
     callbacks: Iterable[Callback] = (),
+    val_fn: ValFn | None = None,
 ) -> FitResult:
     """Train ``model`` on ``dataset`` with ``task``; see the module docstring for the outputs.
 
@@ -443,11 +484,22 @@ def fit(
             reads and per-record sharding under DDP.
         resume: continue from ``out_dir/checkpoints`` if it holds a checkpoint.
         eval_fn: ``eval_fn(model, epoch) -> metrics`` called on rank 0 after every epoch.
+        val_fn: ``val_fn(model) -> metrics`` on a validation set, run by :func:`validate` at
+            each epoch end, or every ``finetune.early_stopping.every`` steps. Required by
+            ``finetune.early_stopping`` (ignored when pretraining), which stops on one of its
+            metrics and keeps the best weights.
         collate_fn: batch collation (default: the dataset's ``collate_fn`` attribute, if any).
         callbacks: :class:`~relpos.train.callbacks.Callback` objects called on rank 0, after
             the built-in ``metrics.jsonl`` writer.
     """
+    es = cfg.finetune.early_stopping if cfg.task == "finetune" else None
+    if es is not None and val_fn is None:
+        raise ValueError(
+            "finetune.early_stopping needs a validation set: pass val_dataset= to "
+            "relpos.train.api.train (or val_fn= to fit)"
+        )
     state = setup(cfg, model, task, dataset, out_dir, groups=groups)
+    state.early_stopping = EarlyStopping(es) if es is not None else None
     if resume:
         restore(state)
     wrap(state)
@@ -457,6 +509,6 @@ def fit(
     )
     hooks.on_fit_start(state)
     while not state.finished:
-        train_epoch(state, task, dataset, hooks, collate_fn)
-        end_epoch(state, hooks, eval_fn)
+        train_epoch(state, task, dataset, hooks, collate_fn, val_fn)
+        end_epoch(state, hooks, eval_fn, val_fn)
     return finish(state, hooks)

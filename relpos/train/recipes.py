@@ -224,8 +224,10 @@ def describe(result: FitResult) -> dict[str, Any]:
         "steps": result.steps,
         "epochs": result.epochs,
         "samples_per_s": result.samples_per_s,
+        **({"best_step": result.best_step, "best_metric": result.best_metric}
+           if result.best_step is not None else {}),
         **{f"last_{k}": v for k, v in result.last_metrics.items()},
-    }
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------------- tables

@@ -8,6 +8,7 @@ the step, epoch, learning rate, model and optimiser without reaching into the lo
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,11 @@ import torch
 from torch import nn
 
 from relpos.train.checkpoint import CheckpointManager
-from relpos.train.config import TrainConfig
+from relpos.train.config import EarlyStoppingConfig, TrainConfig
 from relpos.train.distributed import DistInfo
 from relpos.train.order import EpochSampler
 
-__all__ = ["FitResult", "Meter", "RunState"]
+__all__ = ["EarlyStopping", "FitResult", "Meter", "RunState"]
 
 
 @dataclass
@@ -36,6 +37,68 @@ class FitResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
     samples_per_s: float = float("nan")
     resumed_from: Path | None = None
+    best_step: int | None = None  # early stopping: the step of the best validation value
+    best_metric: float | None = None  # early stopping: the best validation value
+
+
+@dataclass
+class EarlyStopping:
+    """Early stopping's progress: the best validation value, its step, the evaluations since
+    it last improved, and whether the run stopped (all checkpointed, so a resumed run goes on
+    counting where it was killed)."""
+
+    cfg: EarlyStoppingConfig
+    best: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    stopped: bool = False
+
+    def update(self, value: float, step: int) -> bool:
+        """Record one evaluation's ``value`` at ``step``; ``True`` if it is the new best. Sets
+        ``stopped`` once ``patience`` evaluations in a row did not improve (NaN never does)."""
+        c = self.cfg
+        better = not math.isnan(value) and (
+            self.best is None
+            or (
+                value < self.best - c.min_delta
+                if c.mode == "min"
+                else value > self.best + c.min_delta
+            )
+        )
+        if better:
+            self.best, self.best_step, self.bad_evals = value, step, 0
+        else:
+            self.bad_evals += 1
+            self.stopped = self.bad_evals >= c.patience
+        return better
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "stopped": self.stopped,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.bad_evals, self.stopped = int(state["bad_evals"]), bool(state["stopped"])
+
+    def broadcast(self, device: torch.device) -> None:
+        """Take rank 0's progress on every rank, so that all stop together (a collective;
+        a no-op without a process group)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        best = math.nan if self.best is None else self.best
+        step = -1 if self.best_step is None else self.best_step
+        t = torch.tensor(
+            [best, step, self.bad_evals, float(self.stopped)], dtype=torch.float64, device=device
+        )
+        torch.distributed.broadcast(t, src=0)
+        best, step, bad, stopped = t.tolist()
+        self.best = None if math.isnan(best) else best
+        self.best_step = None if step < 0 else int(step)
+        self.bad_evals, self.stopped = int(bad), bool(stopped)
 
 
 class Meter:
@@ -85,6 +148,9 @@ class RunState:
     steps_per_epoch: int
     total_steps: int
     train_model: nn.Module | None = None
+    # epochs the budget allows: ``optim.epochs``, raised by ``optim.min_steps`` (None: the former)
+    num_epochs: int | None = None
+    early_stopping: EarlyStopping | None = None
     step: int = 0
     epoch: int = 0
     step_in_epoch: int = 0
@@ -116,12 +182,23 @@ class RunState:
         return self.step_in_epoch >= self.steps_per_epoch
 
     @property
+    def epochs(self) -> int:
+        """Epochs in the budget (``optim.epochs``, or more to make ``optim.min_steps``)."""
+        return self.cfg.optim.epochs if self.num_epochs is None else self.num_epochs
+
+    @property
+    def stopped(self) -> bool:
+        """Early stopping ended the run."""
+        return self.early_stopping is not None and self.early_stopping.stopped
+
+    @property
     def finished(self) -> bool:
-        return self.done or self.epoch >= self.cfg.optim.epochs
+        return self.done or self.stopped or self.epoch >= self.epochs
 
     def checkpoint_state(self, rngs: Any) -> dict[str, Any]:
-        """The checkpoint payload (``rngs``: the RNG states of every rank)."""
-        return {
+        """The checkpoint payload (``rngs``: the RNG states of every rank), with the early
+        stopping progress under ``early_stopping`` when the run uses it."""
+        payload = {
             "config": self.cfg.model_dump(mode="json"),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -133,3 +210,6 @@ class RunState:
             "rng": rngs,
             "world_size": self.dist.world_size,
         }
+        if self.early_stopping is not None:
+            payload["early_stopping"] = self.early_stopping.state_dict()
+        return payload

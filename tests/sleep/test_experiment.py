@@ -258,3 +258,50 @@ def test_paper_preset_has_sincos_positions_with_20_percent_dropped():
     assert isinstance(model, PART) and model.drops_positions
     keep = model.draw_pos_keep(64, 40, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert 0.15 < 1 - keep.float().mean().item() < 0.25
+
+
+def test_demo_reports_the_spectral_floor_on_the_same_split(demo):
+    from relpos.sleep.experiment import FLOOR_LABEL
+    from relpos.sleep.spectral import band_power_lda
+
+    out, _cfg, res = demo
+    floor = res["spectral_floor"]
+    assert -1.0 <= floor["kappa"] <= 1.0 and floor["test_epochs"] == res["epochs"]["test"]
+    assert np.asarray(floor["confusion"]).sum() == res["epochs"]["test"]
+    assert res["table"].splitlines()[-1].startswith(FLOOR_LABEL)
+    # the same number from the module on the split the demo wrote
+    again = band_power_lda(out / "store", load_splits(out / "splits.json"))
+    assert again["kappa"] == floor["kappa"]
+
+
+def test_early_stopping_on_validation_subjects_carved_from_finetuning(tmp_path):
+    """splits.val_from_finetune moves finetuning subjects to a validation split; finetuning
+    with early stopping scores them, keeps the best weights and reports the best step."""
+    over = merge(
+        QUICK,
+        {
+            "splits": {"n_finetune": 3, "val_from_finetune": 1},
+            "methods": ["supervised_pos"],
+            "finetune": {
+                "finetune": {"early_stopping": {"metric": "kappa", "mode": "max", "patience": 1}},
+                "optim": {"min_steps": 12},
+            },
+        },
+    )
+    cfg = load_sleep_config("physionet2018-demo", over)
+    res = run_demo(cfg, tmp_path, progress=False)
+    splits = load_splits(tmp_path / "splits.json")
+    assert len(splits["val"]) == 1 and len(splits["finetune"]) == 2
+    assert not set(splits["val"]) & set(splits["finetune"])
+    run = res["runs"]["finetune-supervised_pos"]
+    assert run["best_step"] is not None and run["best_step"] <= run["steps"]
+    assert (tmp_path / "finetune-supervised_pos" / "best.pt").exists()
+    lines = (tmp_path / "finetune-supervised_pos" / "metrics.jsonl").read_text().splitlines()
+    assert any(json.loads(line).get("split") == "val" for line in lines)
+
+
+def test_carving_must_leave_finetuning_subjects():
+    with pytest.raises(ValueError, match="val_from_finetune"):
+        load_sleep_config(
+            "physionet2018-demo", {"splits": {"n_finetune": 2, "val_from_finetune": 2}}
+        )
