@@ -18,6 +18,7 @@ holds every result and the table, ``OUT/ablation.png`` plots kappa per variant (
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import time
@@ -234,8 +235,6 @@ def _spectral_floor(store: Any, splits: dict[str, list[str]], out: Path) -> dict
 
     path = out / "spectral-floor.json"
     if path.exists():
-        import json
-
         return json.loads(path.read_text())
     t0 = time.perf_counter()
     res = band_power_lda(store, splits)
@@ -265,8 +264,6 @@ def run_ablation(
         jobs: (variant, seed) runs at a time, each in its own process with one thread (``1``:
             one after the other in this process, with torch's default threads).
     """
-    import json
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = load_sleep_config(ab.preset, overrides)
@@ -308,17 +305,18 @@ def _job(
     variant: Variant,
     seed: int,
     ab: AblationConfig,
-    store_dir: str,
+    store: EpochStore | str,
     splits: dict[str, list[str]],
     run_dir: Path,
     threads: int | None,
     progress: bool,
 ) -> None:
-    """One (variant, seed) run; writes ``run_dir/result.json`` when it has finished."""
+    """One (variant, seed) run; writes ``run_dir/result.json`` when it has finished. ``store``
+    is the open store (in this process) or its directory (in a worker process)."""
     if threads is not None:
         torch.set_num_threads(threads)
     log.info("ablation: %s seed %d", variant.name, seed)
-    store = EpochStore(store_dir)
+    store = store if isinstance(store, EpochStore) else EpochStore(store)
     res = _run_one(cfg, variant, seed, ab, (store, splits), run_dir, progress)
     atomic_write_json(run_dir / "result.json", res)
 
@@ -334,15 +332,14 @@ def _run_all(
     """Run the pending (config, variant, seed, directory) jobs, ``jobs`` at a time."""
     if jobs < 1:
         raise ValueError(f"ablation: jobs must be >= 1; got {jobs}")
-    root = str(store.root)
     if jobs == 1:
         for cfg, v, seed, run_dir in todo:
-            _job(cfg, v, seed, ab, root, splits, run_dir, None, progress)
+            _job(cfg, v, seed, ab, store, splits, run_dir, None, progress)
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = [
-            pool.submit(_job, cfg, v, seed, ab, root, splits, run_dir, 1, False)
+            pool.submit(_job, cfg, v, seed, ab, str(store.root), splits, run_dir, 1, False)
             for cfg, v, seed, run_dir in todo
         ]
         for future in futures:
