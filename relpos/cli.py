@@ -32,10 +32,6 @@ __all__ = ["build_parser", "load_plugins", "main"]
 Command = Callable[[argparse.Namespace], int]
 Setup = Callable[[argparse.ArgumentParser], None]
 
-#: the methods ``--method`` (pretraining) accepts, and every method a finetuning run may be
-PRETRAIN_METHODS = ("part", "part_grid")
-METHODS = ("part", "part_grid", "supervised_pos", "supervised_nopos")
-
 
 # ---------------------------------------------------------------------- bench / models
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -137,7 +133,12 @@ def _train_args(p: argparse.ArgumentParser, split: str) -> None:
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
     _train_args(p, "pretrain")
-    p.add_argument("--method", choices=list(PRETRAIN_METHODS), default="part")
+    p.add_argument(
+        "--method",
+        default="part",
+        help="a registered pretraining method: part, part_grid, mae, mp3, droppos, rp, "
+        "part_scale, or one a --plugin registers (default: part)",
+    )
 
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
@@ -181,9 +182,9 @@ def _base_config(args: argparse.Namespace, section: str, method: str, init: str 
         sections = load_preset(preset, PresetSections, over if args.modality else None)
     if section == "pretrain":
         return recipes.pretrain_config(
-            sections.pretrain, method, samplers={"grid": sections.part_grid}, known=METHODS
+            sections.pretrain, method, samplers={"grid": sections.part_grid}
         )
-    return recipes.finetune_config(sections.finetune, method, init, known=METHODS)
+    return recipes.finetune_config(sections.finetune, method, init)
 
 
 def _load_train_config(
@@ -224,9 +225,13 @@ def _data(args: argparse.Namespace, cfg: TrainConfig, labelled: bool) -> SourceD
     import yaml
 
     from relpos.train.data import load_data
+    from relpos.train.methods import get_method
 
     name, path = _source(args, cfg)
     kwargs: dict[str, Any] = {"splits": args.splits} if name == "eeg_store" else {}
+    context = get_method(cfg.pretext.method).context if cfg.task == "pretrain" else None
+    if context and name == "eeg_store":  # RP: windows of several consecutive epochs
+        kwargs.update(context=context, complete=True)
     for item in args.data_option:
         key, eq, value = item.partition("=")
         if not eq or not key:
@@ -326,6 +331,18 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     )
     sleep_cli.set_arg(p, "pretrain.optim.epochs=2")
     p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated rows (part, part_grid, mae, mp3, droppos, rp [sleep], part_scale "
+        "[image], supervised_pos, supervised_nopos) or 'all' (default: the preset's rows)",
+    )
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="image: comma-separated seeds; one run per seed, then mean and sd per row "
+        "(sleep: relpos ablate sleep --grid methods --seeds ...)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="a tiny budget (seconds): checks the whole path"
     )
     p.add_argument("--no-progress", action="store_true")
@@ -339,6 +356,11 @@ def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/demo-{args.what}")
     overrides = parse_overrides(args.set)
     if args.what == "sleep":
+        if args.seeds:
+            raise ValueError(
+                "relpos demo sleep runs one seed; for several: relpos ablate sleep --grid "
+                "methods --seeds 0,1,2"
+            )
         return sleep_cli.demo(args, out, overrides)
     from relpos.vision import cli as vision_cli
 

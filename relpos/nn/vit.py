@@ -66,10 +66,13 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, key_keep: Tensor | None = None) -> Tensor:
+        """``x (B, L, d)`` -> ``(B, L, d)``; ``key_keep (B, L)`` bool, when given, says which
+        tokens every query may attend to (the others are left out of keys and values)."""
         q, k, v = rearrange(self.qkv(x), "b l (three h e) -> three b h l e", three=3, h=self.heads)
         drop = self.attn_drop if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        mask = None if key_keep is None else rearrange(key_keep.to(torch.bool), "b l -> b 1 1 l")
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.proj_drop(self.proj(rearrange(y, "b h l e -> b l (h e)")))
 
 
@@ -104,8 +107,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: Tensor, key_keep: Tensor | None = None) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), key_keep))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -362,13 +365,19 @@ class ViT(nn.Module):
         return self.embed(tokens)
 
     def forward_features(
-        self, tokens: Tensor, spans: Spans | None = None, pos_keep: Tensor | None = None
+        self,
+        tokens: Tensor,
+        spans: Spans | None = None,
+        pos_keep: Tensor | None = None,
+        key_keep: Tensor | None = None,
     ) -> Tensor:
         """Encode tokens: ``(B, N, ...)`` -> ``(B, num_prefix_tokens + N, dim)`` (after the norm).
 
         ``pos_keep (B, N)`` bool, when given, says which tokens keep their position encoding
         (in training and in eval alike); without it ``pos_drop`` drops positions at random while
-        training only.
+        training only. ``key_keep (B, N)`` bool, when given, leaves the other tokens out of
+        every block's keys and values (they are still queries; MP3); prefix tokens are always
+        kept.
         """
         x = self.embed_tokens(tokens)
         pos = self._position(x, spans, pos_keep)
@@ -376,9 +385,17 @@ class ViT(nn.Module):
             x = x + pos
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        if key_keep is not None:
+            if key_keep.shape != tokens.shape[:2]:
+                raise ValueError(
+                    f"key_keep must be (B, N) = {tuple(tokens.shape[:2])}; "
+                    f"got {tuple(key_keep.shape)}"
+                )
+            prefix = key_keep.new_ones(key_keep.shape[0], self.num_prefix_tokens)
+            key_keep = torch.cat([prefix, key_keep.to(torch.bool)], dim=1).to(x.device)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, key_keep)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:

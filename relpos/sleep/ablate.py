@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -34,25 +34,29 @@ from pydantic import Field
 from relpos.core.atomic import atomic_write_json
 from relpos.sleep.experiment import (
     SleepConfig,
+    SleepMethod,
     datasets,
     evaluate_checkpoint,
     finetune_config,
     load_sleep_config,
     prepare_data,
     pretrain_config,
+    pretrain_data,
     run_finetune,
     run_pretrain,
 )
-from relpos.sleep.store import EpochDataset, EpochStore
+from relpos.sleep.store import EpochStore
 from relpos.train.checkpoint import load_model
 from relpos.train.config import Base, merge
-from relpos.train.pretext_eval import pretext_scores
-from relpos.train.recipes import quiet
+from relpos.train.pretext_eval import headline, pretext_scores
+from relpos.train.recipes import get_method, quiet
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_GRID",
+    "GRIDS",
+    "METHODS_GRID",
     "QUICK_ABLATION",
     "AblationConfig",
     "Variant",
@@ -67,7 +71,9 @@ class Variant(Base):
     Attributes:
         name: the row's directory and key (letters, digits, ``_`` and ``-``).
         label: the row label in the table.
-        method: ``part`` (pretrain, then finetune) or ``supervised_pos`` (from scratch).
+        method: a sleep method (:data:`relpos.sleep.experiment.METHODS`): those that pretrain
+            (``part``, ``mae``, ``rp``, ...) pretrain, then finetune; ``supervised_pos`` and
+            ``supervised_nopos`` train from scratch.
         score: the target component its pretext is judged on (``"t"``, ``"s_t"``,
             ``"t@dropped"``); ``None`` for methods without pretraining.
         paper: whether the variant follows the paper's setting (others are named departures).
@@ -77,7 +83,7 @@ class Variant(Base):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
     label: str
-    method: Literal["part", "supervised_pos"] = "part"
+    method: SleepMethod = "part"
     score: str | None = None
     paper: bool = False
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -135,6 +141,37 @@ DEFAULT_GRID: list[Variant] = [
             overrides={"pretrain": RHYTHM, "finetune": RHYTHM_FINETUNE,
                        "context": {"finetune": 3}}),
 ]  # fmt: skip
+
+#: PART as ``relpos demo sleep`` runs it: sin-cos positions, 20% dropped, scored on the pairs
+#: whose target lost its position (the issue-10 ablation's best PART row)
+PART_DEMO: dict[str, Any] = {"pretrain": merge(PAPER_POS, {"pretext": {"score": "dropped_target"}})}
+
+#: the method comparison (``--grid methods``): the paper's table's rows and the
+#: relative-positioning baseline on one split and budget; every method's own pretext settings
+#: (relpos.train.methods), PART and PART-grid as the demo runs them
+METHODS_GRID: list[Variant] = [
+    Variant(name="part", label="PART (off-grid, relative)", method="part", score="t@dropped",
+            paper=True, overrides=PART_DEMO),
+    Variant(name="part_grid", label="PART-grid (on-grid, relative)", method="part_grid",
+            score="t@dropped", paper=True, overrides=PART_DEMO),
+    Variant(name="mae", label="MAE (75% masked)", method="mae", score="recon", paper=True),
+    Variant(name="mae-raw", label="MAE, raw targets (no per-token normalisation)",
+            method="mae", score="recon",
+            overrides={"pretrain": {"pretext": {"method": "mae", "options": {"norm_targets": False}}}}),
+    Variant(name="mp3", label="MP3 (75% out of keys/values)", method="mp3", score="pos_acc",
+            paper=True),
+    Variant(name="droppos", label="DropPos (75% masked, 75% positions dropped)",
+            method="droppos", score="pos_acc", paper=True),
+    Variant(name="rp", label="RP (Banville; 10-epoch inputs)", method="rp", score="rp_acc",
+            paper=True),
+    Variant(name="supervised_pos", label="supervised, with positions", method="supervised_pos",
+            paper=True),
+    Variant(name="supervised_nopos", label="supervised, without positions",
+            method="supervised_nopos", paper=True),
+]  # fmt: skip
+
+#: the named grids ``relpos ablate sleep --grid NAME`` runs (or a YAML/JSON AblationConfig)
+GRIDS: dict[str, list[Variant]] = {"pretext": DEFAULT_GRID, "methods": METHODS_GRID}
 
 #: what every variant shares: the model size and step budget (CPU-sized: the default grid
 #: fits about an hour on 2 cores) and the pretext every variant departs from (1-s windows, no
@@ -208,11 +245,13 @@ def _run_one(
     result: dict[str, Any] = {"variant": variant.name, "seed": seed}
     t0 = time.perf_counter()
     init = None
-    if variant.method == "part":
-        pt = quiet(pretrain_config(cfg, "part"), progress)
-        init, result["pretrain"] = run_pretrain(pt, data["pretrain"], out / "pretrain")
+    if get_method(variant.method).pretrains:
+        pt = quiet(pretrain_config(cfg, variant.method), progress)
+        init, result["pretrain"] = run_pretrain(
+            pt, pretrain_data(cfg, variant.method, data), out / "pretrain"
+        )
         model, _ = load_model(out / "pretrain" / "final.pt")
-        held_out = EpochDataset(store, splits["test"], context=cfg.context.pretrain, complete=True)
+        held_out = pretrain_data(cfg, variant.method, data, "test")
         # the same held-out examples (subset seed 0) and draws (seed 1) for every variant
         scores = pretext_scores(
             model, pt, held_out, batch_size=ab.eval_batch_size,
@@ -360,11 +399,13 @@ def summarize(
         for r in runs:
             for k, val in r.get("pretext", {}).get("ratio", {}).items():
                 ratios.setdefault(k, []).append(val)
+        heads = [h for r in runs if (h := headline(r.get("pretext", {}).get("errors", {})))]
         out.append({
             "name": v.name, "label": v.label, "paper": v.paper, "score": v.score,
             "seeds": len(runs),
             "ratio": {k: float(np.mean(x)) for k, x in ratios.items()},
             "ratio_sd": {k: float(np.std(x)) for k, x in ratios.items()},
+            "pretext": _mean_headline(heads),
             "kappa": float(kappa.mean()) if len(runs) else float("nan"),
             "kappa_sd": float(kappa.std(ddof=1)) if len(runs) > 1 else float("nan"),
             "macro_f1": float(mf1.mean()) if len(runs) else float("nan"),
@@ -379,8 +420,21 @@ def summarize(
     return out
 
 
+def _mean_headline(heads: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The seeds' headline pretext metric: its mean and sd, and the mean chance level."""
+    if not heads:
+        return None
+    values = np.array([h["value"] for h in heads])
+    return {**heads[0], "value": float(values.mean()), "value_sd": float(values.std()),
+            "chance": float(np.mean([h["chance"] for h in heads]))}  # fmt: skip
+
+
 def _ratios_text(row: dict[str, Any]) -> str:
     ratio = row["ratio"]
+    head = row.get("pretext")
+    if head is not None and head["key"] in ("recon", "pos_acc", "rp_acc"):
+        short = {"recon": "recon", "pos_acc": "pos acc", "rp_acc": "RP acc"}[head["key"]]
+        return f"*{short} {head['value']:.3f} ({head['chance_name']} {head['chance']:.3f})"
     if not ratio:
         return "-"
     keys = [k for k in ("t", "t@dropped", "s_t") if k in ratio]
@@ -402,7 +456,11 @@ def format_ablation(summary: list[dict[str, Any]]) -> str:
             f"{label[:52]:<52} {_ratios_text(r):<34} {r['kappa']:>7.3f}{sd:<8} "
             f"{r['macro_f1']:>6.3f} {r['seeds']:>5} {r['wall_s']:>7.0f}"
         )
-    lines.append("† departs from the paper's setting; * the component the pretext is judged on")
+    lines.append(
+        "† departs from the paper's setting; * the component the pretext is judged on (PART: "
+        "error / predict-zero; MAE: masked-token MSE vs the token mean; MP3, DropPos: position "
+        "accuracy vs 1/N; RP: close/far accuracy vs the majority label)"
+    )
     return "\n".join(lines)
 
 

@@ -161,11 +161,16 @@ def evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- demo sleep
 def demo(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
     """``relpos demo sleep``: the whole experiment; prints its table, paths and timings."""
-    from relpos.sleep.experiment import QUICK, load_sleep_config, run_demo
+    from relpos.sleep.experiment import METHODS, QUICK, load_sleep_config, run_demo
     from relpos.train.config import merge
+
+    def _methods(text: str) -> list[str]:
+        return list(METHODS) if text == "all" else text.split(",")
 
     if args.quick:
         overrides = merge(QUICK, overrides)
+    if args.methods:
+        overrides = merge(overrides, {"methods": _methods(args.methods)})
     cfg = load_sleep_config(args.preset or "physionet2018-demo", overrides)
     res = run_demo(cfg, out, data_dir=args.data, progress=not args.no_progress)
     print()
@@ -180,7 +185,10 @@ def _ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=["sleep"], help="the experiment whose pretext is ablated")
     p.add_argument("--out", default="runs/ablate-sleep", help="output directory (resumable)")
     p.add_argument(
-        "--grid", default=None, help="YAML/JSON AblationConfig (default: the built-in grid)"
+        "--grid",
+        default=None,
+        help="a named grid (pretext: the pretext variants, the default; methods: PART, "
+        "PART-grid, MAE, MP3, DropPos, RP and the supervised rows) or a YAML/JSON AblationConfig",
     )
     p.add_argument("--preset", default=None, help="sleep preset (default: the grid's)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
@@ -209,11 +217,14 @@ def default_jobs() -> int:
 
 def ablate(args: argparse.Namespace) -> int:
     """Pretext ablation: a grid of variants x seeds -> pretext error, kappa, macro-F1, time."""
-    from relpos.sleep.ablate import QUICK_ABLATION, AblationConfig, run_ablation
+    from relpos.sleep.ablate import GRIDS, QUICK_ABLATION, AblationConfig, run_ablation
     from relpos.sleep.experiment import QUICK
     from relpos.train.config import load_config, merge, parse_overrides
 
-    ab = load_config(args.grid, AblationConfig) if args.grid else AblationConfig()
+    if args.grid is None or args.grid in GRIDS:
+        ab = AblationConfig(variants=list(GRIDS[args.grid or "pretext"]))
+    else:
+        ab = load_config(args.grid, AblationConfig)
     overrides = parse_overrides(args.set)
     if args.quick:
         ab = ab.model_copy(update=QUICK_ABLATION)

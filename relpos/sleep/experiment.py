@@ -1,7 +1,8 @@
-"""Sleep staging on PhysioNet/CinC 2018: records -> prepared store -> subject splits -> PART (and
-PART-grid) pretraining -> finetuning -> Cohen's kappa on held-out subjects, against supervised
-baselines with and without position embeddings. ``relpos demo sleep`` runs it all on synthetic
-records in the official format.
+"""Sleep staging on PhysioNet/CinC 2018: records -> prepared store -> subject splits ->
+pretraining (PART, PART-grid, MAE, MP3, DropPos, RP: ``SleepConfig.methods``) -> finetuning ->
+Cohen's kappa on held-out subjects, against supervised baselines with and without position
+embeddings and the spectral floor. ``relpos demo sleep`` runs it all on synthetic records in
+the official format.
 """
 
 from __future__ import annotations
@@ -44,14 +45,34 @@ __all__ = [
     "finetune_config",
     "prepare_data",
     "pretrain_config",
+    "pretrain_context",
+    "pretrain_data",
     "run_demo",
     "run_methods",
     "write_splits",
 ]
 
-SleepMethod = Literal["part", "part_grid", "supervised_pos", "supervised_nopos"]
-#: the methods of the sleep comparison (defined in relpos.train.recipes)
-METHODS: tuple[SleepMethod, ...] = ("part", "part_grid", "supervised_pos", "supervised_nopos")
+SleepMethod = Literal[
+    "part", "part_grid", "mae", "mp3", "droppos", "rp", "supervised_pos", "supervised_nopos"
+]
+#: the methods of the sleep comparison (registered in relpos.train.methods), in table order
+METHODS: tuple[SleepMethod, ...] = (
+    "part",
+    "part_grid",
+    "mae",
+    "mp3",
+    "droppos",
+    "rp",
+    "supervised_pos",
+    "supervised_nopos",
+)
+#: the rows ``relpos demo sleep`` runs by default (``--methods all``: every one of METHODS)
+DEFAULT_METHODS: tuple[SleepMethod, ...] = (
+    "part",
+    "part_grid",
+    "supervised_pos",
+    "supervised_nopos",
+)
 
 
 #: ``relpos demo sleep --quick``: the whole path on a budget of seconds (tests, smoke checks)
@@ -141,7 +162,7 @@ class SleepConfig(Base):
     pretrain: TrainConfig
     finetune: TrainConfig
     part_grid: GridConfig = GridConfig()
-    methods: list[SleepMethod] = Field(default_factory=lambda: list(METHODS))
+    methods: list[SleepMethod] = Field(default_factory=lambda: list(DEFAULT_METHODS))
     eval_batch_size: int = 512
     context: ContextSpec = ContextSpec()
     spectral_floor: bool = True  # score band powers + LDA on the same split (the table's last row)
@@ -157,14 +178,21 @@ def _context_modality(base: TrainConfig, k: int) -> dict[str, Any] | None:
     return None if k == 1 else {"extent": [k * base.modality.extent[0]]}
 
 
+def pretrain_context(cfg: SleepConfig, method: str) -> int:
+    """Epochs per pretraining input of ``method``: its own context (RP pairs windows of one
+    longer input), else ``cfg.context.pretrain``."""
+    return recipes.get_method(method, METHODS).context or cfg.context.pretrain
+
+
 def pretrain_config(cfg: SleepConfig, method: str = "part") -> TrainConfig:
-    """The pretraining run of ``method``: PART (off-grid windows) or PART-grid (on-grid), on
-    inputs of ``cfg.context.pretrain`` epochs."""
+    """The pretraining run of ``method`` (PART on off-grid windows, PART-grid, MAE, MP3, DropPos
+    on the grid, RP on windows of a longer input), on inputs of
+    :func:`pretrain_context` epochs."""
     return recipes.pretrain_config(
         cfg.pretrain,
         method,
         samplers={"grid": cfg.part_grid},
-        modality=_context_modality(cfg.pretrain, cfg.context.pretrain),
+        modality=_context_modality(cfg.pretrain, pretrain_context(cfg, method)),
         known=METHODS,
     )
 
@@ -222,6 +250,18 @@ def datasets(
         "test": labelled("test"),
         **({"val": labelled("val")} if splits.get("val") else {}),
     }
+
+
+def pretrain_data(
+    cfg: SleepConfig, method: str, data: dict[str, EpochDataset], split: str = "pretrain"
+) -> EpochDataset:
+    """The pretraining examples of ``method``: ``data[split]`` when its context is the
+    experiment's, else complete windows of the method's own context on the same subjects."""
+    k = pretrain_context(cfg, method)
+    if k == cfg.context.pretrain and split == "pretrain":
+        return data[split]
+    base = data[split]
+    return EpochDataset(base.store, base.subjects, context=k, complete=True)
 
 
 def run_pretrain(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
@@ -388,7 +428,7 @@ def run_methods(
         t = time.perf_counter()
         encoders[method], runs[f"pretrain-{method}"] = run_pretrain(
             quiet(pretrain_config(cfg, method), progress),
-            data["pretrain"],
+            pretrain_data(cfg, method, data),
             out / f"pretrain-{method}",
         )
         timings[f"pretrain-{method}"] = time.perf_counter() - t

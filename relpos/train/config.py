@@ -26,10 +26,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from torch import nn
 
 from relpos.core.atomic import atomic_write_text
 from relpos.core.modality import MODALITIES, Modality, get_modality
-from relpos.core.part import PART
 from relpos.core.sampler_configs import (
     BoxesConfig,
     CuboidsConfig,
@@ -41,8 +41,9 @@ from relpos.core.sampler_configs import (
 )
 from relpos.core.samplers import Grid, SpanSampler
 from relpos.core.tokenizer import TokenizerConfig
-from relpos.nn.heads import HEADS, create_head
+from relpos.nn.heads import HEADS
 from relpos.nn.vit import MODELS, ViT, create_model
+from relpos.train.methods import build_part, get_method, pretraining_methods
 
 __all__ = [
     "BoxesConfig",
@@ -170,7 +171,8 @@ class EncoderConfig(Base):
 
 
 class PretextConfig(Base):
-    """PART pretraining: spans, pairs, relative head, targets."""
+    """Pretraining: the method (PART by default) and its options; PART's spans, pairs, relative
+    head and targets; the encoder's positions."""
 
     sampler: SamplerField = WindowsConfig()
     num_pairs: Annotated[int, Field(ge=1)] = 128
@@ -186,11 +188,21 @@ class PretextConfig(Base):
     loss: Literal["mse", "gaussian_nll"] = "mse"
     # weigh every target component equally (squared error / the neutral prediction's, per batch)
     normalize: bool = False
+    # the pretraining method whose model is built (relpos.train.methods; "part": PART) and its
+    # options (validated by the method's options model; omitted ones take its defaults)
+    method: str = "part"
+    options: dict[str, Any] = {}
 
     @field_validator("head")
     @classmethod
     def _known_head(cls, v: str) -> str:
         return HEADS.check(v, "head")
+
+    @model_validator(mode="after")
+    def _known_method(self) -> PretextConfig:
+        method = get_method(self.method, pretraining_methods())
+        method.parse_options(self.options)
+        return self
 
     @model_validator(mode="after")
     def _score_needs_drop(self) -> PretextConfig:
@@ -351,9 +363,10 @@ def build_modality(cfg: TrainConfig) -> Modality:
     return cfg.modality_object()
 
 
-def build_model(cfg: TrainConfig) -> PART | ViT:
-    """The model a config describes: a :class:`~relpos.core.part.PART` for pretraining, a
-    :class:`~relpos.nn.vit.ViT` classifier for finetuning."""
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The model a config describes: for pretraining, the model of ``pretext.method`` (a
+    :class:`~relpos.core.part.PART` for PART methods; see :mod:`relpos.train.methods`) over a
+    :class:`~relpos.nn.vit.ViT` encoder; for finetuning, a ViT classifier."""
     m = cfg.modality
     # the conv stem needs the token's layout; the linear embedding only its flat size
     layout: dict[str, Any] = (
@@ -371,15 +384,7 @@ def build_model(cfg: TrainConfig) -> PART | ViT:
             num_classes=0,
             **layout,
         )
-        out_dim = m.ndim * (2 if p.scale else 1) * (2 if p.loss == "gaussian_nll" else 1)
-        kwargs = dict(p.head_kwargs)
-        if p.head == "mlp":
-            kwargs.setdefault("num_tokens", cfg.pretext_sampler().num_spans(tuple(m.extent)))
-        head = create_head(p.head, encoder.dim, out_dim, **kwargs)
-        return PART(
-            encoder, head, p.num_pairs, scale=p.scale, score=p.score, loss=p.loss,
-            normalize=p.normalize,
-        )  # fmt: skip
+        return (get_method(p.method).build or build_part)(cfg, encoder)
     f = cfg.finetune
     n = cfg.grid_sampler().num_spans(tuple(m.extent))
     return cfg.encoder.build(

@@ -1,5 +1,6 @@
-"""Held-out pretext error: how far below its no-information baseline a pretrained PART model
-predicts relative positions on data it never saw.
+"""Held-out pretext error: how far a pretrained model's pretext beats chance on data it never
+saw (PART's relative positions against predicting zero; MAE's reconstruction against the mean;
+MP3's and DropPos' position accuracy against 1/N; RP's close/far accuracy against 0.5).
 
 :func:`pretext_scores` runs the pretraining task in eval mode over a held-out dataset (or a
 seeded subset of it), with one seeded generator for the spans, pairs and dropped positions, so
@@ -8,6 +9,7 @@ those of :attr:`relpos.core.part.PARTOutput.errors`, averaged over examples; for
 component (``"t"``, ``"s_t"``, ``"y"``, ...) :func:`pretext_ratios` divides the MSE by the MSE
 of the constant no-information prediction (``zero_<name>``): 1.0 means nothing was learned.
 Components scored on the pairs whose target lost its position carry the suffix ``@dropped``.
+:func:`headline` picks a method's own pretext metric and its chance level from the errors.
 """
 
 from __future__ import annotations
@@ -22,7 +24,31 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from relpos.train.config import TrainConfig
 from relpos.train.tasks import PretrainTask, split_batch
 
-__all__ = ["pretext_ratios", "pretext_scores"]
+__all__ = ["HEADLINES", "headline", "pretext_ratios", "pretext_scores"]
+
+#: the headline pretext metrics, in order of preference: (key, chance key, name, chance name,
+#: higher is better)
+HEADLINES: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("recon", "zero_recon", "reconstruction MSE", "mean", False),
+    ("pos_acc", "chance_pos_acc", "position accuracy", "1/N", True),
+    ("rp_acc", "chance_rp_acc", "close/far accuracy", "majority", True),
+    ("t@dropped", "zero_t@dropped", "Δt MSE (dropped)", "zero", False),
+    ("euclidean", "zero_euclidean", "Euclidean error", "zero", False),
+)
+
+
+def headline(errors: dict[str, float]) -> dict[str, Any] | None:
+    """A pretext's own metric and its chance level: ``{"key", "name", "value", "chance",
+    "chance_name", "higher_better"}``, for the first of :data:`HEADLINES` in ``errors`` (None
+    when none is)."""
+    for key, chance, name, chance_name, higher in HEADLINES:
+        if key in errors and chance in errors:
+            return {
+                "key": key, "name": name, "value": float(errors[key]),
+                "chance": float(errors[chance]), "chance_name": chance_name,
+                "higher_better": higher,
+            }  # fmt: skip
+    return None
 
 
 def pretext_ratios(errors: dict[str, float]) -> dict[str, float]:
@@ -48,10 +74,10 @@ def pretext_scores(
     seed: int = 0,
     subset_seed: int | None = None,
 ) -> dict[str, Any]:
-    """Mean pretext errors (and loss) of a PART ``model`` over a held-out ``dataset``.
+    """Mean pretext errors (and loss) of a pretrained ``model`` over a held-out ``dataset``.
 
     Args:
-        model: a :class:`~relpos.core.part.PART` (as built for ``cfg``), on its device.
+        model: the pretraining model built for ``cfg`` (PART, MAE, ...), on its device.
         cfg: its pretraining config (sampler, tokenizer, modality transform).
         dataset: held-out examples (``x`` or ``(x, y, ...)`` items).
         batch_size: examples per forward pass.

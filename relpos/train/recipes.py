@@ -1,9 +1,9 @@
-"""The methods the experiments compare, and the one derivation of their training runs.
+"""The one derivation of the compared methods' training runs, and the results tables.
 
-A method (PART, PART-grid, supervised with or without position embeddings, ...) is data: a
-:class:`Method` says which span sampler its pretraining uses (none: no pretraining), which
-relative targets it adds and whether its finetuning keeps position embeddings.
-:func:`pretrain_config` and :func:`finetune_config` turn an experiment's two preset sections
+The methods themselves (PART, PART-grid, MAE, MP3, DropPos, RP, the supervised baselines, ...)
+are registered in :mod:`relpos.train.methods` (re-exported here): a :class:`Method` says which
+span sampler its pretraining uses (none: no pretraining), what its model is and whether its
+finetuning keeps position embeddings. :func:`pretrain_config` and :func:`finetune_config` turn an experiment's two preset sections
 (``pretrain``, ``finetune``) into the run of a method; what a domain does differently is passed
 in as arguments (its samplers, input shape, a forced position embedding, a step budget), never
 as a second code path. :func:`format_table` prints every results table; :func:`quiet` and
@@ -21,6 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from relpos.train.config import SamplerConfig, TrainConfig
+from relpos.train.methods import (
+    METHOD_LABELS,
+    Method,
+    get_method,
+    list_methods,
+    method_label,
+    register_method,
+)
 
 if TYPE_CHECKING:
     from relpos.train.state import FitResult
@@ -39,80 +47,6 @@ __all__ = [
     "quiet",
     "register_method",
 ]
-
-
-@dataclass(frozen=True)
-class Method:
-    """One method of the comparisons.
-
-    Attributes:
-        name: the name configs and results use (``"part"``, ``"supervised_nopos"``, ...).
-        label: the row label in results tables.
-        short: a shorter label, for tables with one column per label budget (default ``label``).
-        sampler: the span sampler of its pretraining: ``"pretext"`` (the preset's own off-grid
-            sampler) or the key of a sampler the experiment passes to :func:`pretrain_config`
-            (``"grid"``, ``"scale"``); ``None``: no pretraining (trained from scratch).
-        scale: relative size targets added to the pretext (``"ratio"`` or ``"log"``), or ``None``.
-        positions: whether its finetuning keeps position embeddings (``False``: ``"none"``).
-    """
-
-    name: str
-    label: str
-    short: str | None = None
-    sampler: str | None = None
-    scale: Literal["ratio", "log"] | None = None
-    positions: bool = True
-
-    @property
-    def pretrains(self) -> bool:
-        return self.sampler is not None
-
-
-_METHODS: dict[str, Method] = {}
-
-#: method name -> table label, for every registered method (kept in step by register_method)
-METHOD_LABELS: dict[str, str] = {}
-
-
-def register_method(method: Method) -> None:
-    """Make ``method`` known to :func:`get_method`, the derivations and the tables."""
-    _METHODS[method.name] = method
-    METHOD_LABELS[method.name] = method.label
-
-
-def list_methods() -> list[str]:
-    """Names of the registered methods, in registration order."""
-    return list(_METHODS)
-
-
-def get_method(name: str, known: Sequence[str] | None = None) -> Method:
-    """The registered method ``name``; ``known`` restricts the names an experiment accepts.
-
-    Raises:
-        ValueError: ``name`` is not registered (or not in ``known``), listing the known names.
-    """
-    names = list(known) if known is not None else list_methods()
-    if name not in names or name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(names)}")
-    return _METHODS[name]
-
-
-def method_label(name: str, *, short: bool = False) -> str:
-    """The table label of ``name`` (the name itself for unregistered ones)."""
-    method = _METHODS.get(name)
-    if method is None:
-        return name
-    return (method.short or method.label) if short else method.label
-
-
-register_method(Method("part", "PART (off-grid, relative)", short="PART", sampler="pretext"))
-register_method(
-    Method("part_grid", "PART-grid (on-grid, relative)", short="PART-grid", sampler="grid")
-)
-register_method(Method("supervised_pos", "supervised, with position embeddings"))
-register_method(
-    Method("supervised_nopos", "supervised, without position embeddings", positions=False)
-)
 
 
 # ---------------------------------------------------------------------- configs per method
@@ -145,7 +79,7 @@ def pretrain_config(
     m = get_method(method, known)
     if not m.pretrains:
         names = known if known is not None else list_methods()
-        use = [n for n in names if n in _METHODS and _METHODS[n].pretrains]
+        use = [n for n in names if n in list_methods() and get_method(n).pretrains]
         raise ValueError(f"method {method!r} has no pretraining (use {' or '.join(use)})")
     pt = base.model_copy(deep=True)
     pt.task = "pretrain"
@@ -157,6 +91,9 @@ def pretrain_config(
         pt.pretext.sampler = chosen.model_copy()
     if m.scale is not None:
         pt.pretext.scale = m.scale
+    pt.pretext.method = m.name
+    if m.configure is not None:
+        m.configure(pt)
     return pt
 
 

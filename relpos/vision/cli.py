@@ -12,13 +12,29 @@ __all__ = ["demo"]
 def demo(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
     """The image experiment (``image``) or the relative-head ablation (``heads``)."""
     from relpos.train.config import merge
-    from relpos.vision.experiment import QUICK, load_image_config, run_head_ablation, run_image_demo
+    from relpos.vision.experiment import (
+        METHODS,
+        QUICK,
+        load_image_config,
+        run_head_ablation,
+        run_image_demo,
+    )
 
     if args.quick:
         overrides = merge(QUICK, overrides)
+    if args.methods:
+        methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
+        overrides = merge(overrides, {"methods": methods})
     cfg = load_image_config(args.preset or "mnist5k-demo", overrides)
-    run = run_head_ablation if args.what == "heads" else run_image_demo
-    res = run(cfg, out, progress=not args.no_progress)
+    if args.what == "heads":
+        res = run_head_ablation(cfg, out, progress=not args.no_progress)
+    elif args.seeds:
+        from relpos.vision.comparison import run_image_seeds
+
+        seeds = [int(s) for s in args.seeds.split(",")]
+        res = run_image_seeds(cfg, out, seeds, progress=not args.no_progress)
+    else:
+        res = run_image_demo(cfg, out, progress=not args.no_progress)
     print()
     print(res["table"])
     print(f"\nresults: {out}")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
 from relpos.cli import main
 from relpos.sleep.ablate import (
@@ -19,6 +22,14 @@ from relpos.sleep.ablate import (
 from relpos.sleep.experiment import load_sleep_config
 
 ONLY = "supervised,part-paper,part-rhythm-nll"
+
+
+def _copy_data(src: Path, dst: Path) -> Path:
+    """A new ablation directory holding ``src``'s records, store and split."""
+    dst.mkdir()
+    for name in ("records", "store", "splits.json"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copy)(src / name, dst / name)
+    return dst
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +128,8 @@ def test_table_marks_departures_and_scored_component():
 def test_parallel_jobs_give_the_same_rows(quick, tmp_path):
     """--jobs 2 runs (variant, seed) pairs in worker processes: same finished rows, and a
     killed or repeated command resumes from what is on disk."""
-    import shutil
-
     out, _ = quick
-    par = tmp_path / "par"
-    par.mkdir()
-    for name in ("records", "store", "splits.json"):
-        src = out / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, par / name)
+    par = _copy_data(out, tmp_path / "par")
     args = ["ablate", "sleep", "--quick", "--out", str(par), "--only", "supervised",
             "--jobs", "2", "--no-progress"]  # fmt: skip
     assert main(args) == 0
@@ -132,3 +137,25 @@ def test_parallel_jobs_give_the_same_rows(quick, tmp_path):
     assert rows["supervised"]["seeds"] == 2
     seq = {r["name"]: r for r in json.loads((out / "ablation.json").read_text())["rows"]}
     assert rows["supervised"]["kappa"] == pytest.approx(seq["supervised"]["kappa"], abs=0.2)
+
+
+def test_methods_grid_runs_each_method_and_scores_its_own_pretext(quick, tmp_path):
+    """``--grid methods``: every method on the same split and budget, each pretext against its
+    chance level; RP pretrains on ten-epoch windows."""
+    out, _ = quick
+    meth = _copy_data(out, tmp_path / "methods")
+    args = ["ablate", "sleep", "--quick", "--grid", "methods", "--out", str(meth), "--only",
+            "mae,mp3,rp", "--seeds", "0", "--jobs", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    res = json.loads((meth / "ablation.json").read_text())
+    rows = {r["name"]: r for r in res["rows"]}
+    assert [v["name"] for v in res["config"]["variants"]] == [
+        "part", "part_grid", "mae", "mae-raw", "mp3", "droppos", "rp", "supervised_pos",
+        "supervised_nopos",
+    ]  # fmt: skip
+    assert rows["mae"]["pretext"]["key"] == "recon" and rows["mae"]["pretext"]["chance"] > 0
+    assert rows["mp3"]["pretext"]["chance"] == pytest.approx(1 / 30)
+    assert 0.5 <= rows["rp"]["pretext"]["chance"] <= 1.0
+    assert "*pos acc" in res["table"] and "(1/N 0.033)" in res["table"]
+    cfg = yaml.safe_load((meth / "rp" / "seed0" / "pretrain" / "config.yaml").read_text())
+    assert cfg["modality"]["extent"] == [30000] and cfg["pretext"]["method"] == "rp"

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from relpos.cli import main
 from relpos.sleep.experiment import (
-    METHODS,
+    DEFAULT_METHODS,
     QUICK,
     class_weights,
     evaluate_checkpoint,
@@ -34,8 +34,8 @@ def demo(tmp_path_factory):
 
 def test_demo_writes_everything(demo):
     out, _cfg, res = demo
-    assert set(res["results"]) == set(METHODS)
-    for method in METHODS:
+    assert set(res["results"]) == set(DEFAULT_METHODS)
+    for method in DEFAULT_METHODS:
         r = res["results"][method]
         assert -1.0 <= r["kappa"] <= 1.0 and 0.0 <= r["accuracy"] <= 1.0
         assert np.asarray(r["confusion"]).sum() == res["epochs"]["test"]
@@ -86,7 +86,7 @@ def test_rerun_resumes_without_retraining(demo):
     runs = ("pretrain-part", "finetune-part", "finetune-supervised_nopos")
     before = {r: _state(out / r) for r in runs}
     again = run_demo(cfg, out, progress=False)
-    for method in METHODS:
+    for method in DEFAULT_METHODS:
         assert again["results"][method]["kappa"] == pytest.approx(res["results"][method]["kappa"])
     for r in runs:
         assert again["runs"][r]["steps"] == res["runs"][r]["steps"]
@@ -148,6 +148,19 @@ def test_cli_pretrain_finetune_from_init(demo, tmp_path, capsys):
     ckpt = torch.load(tmp_path / "ft" / "final.pt", weights_only=True)
     assert ckpt["config"]["finetune"]["init"] == str(enc)
     assert "finetuned model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["mae", "rp"])
+def test_cli_pretrains_every_method_by_name(demo, tmp_path, method):
+    out, _, _ = demo
+    common = ["--store", str(out / "store"), "--splits", str(out / "splits.json"), "--set", "optim.max_steps=2",
+              "--set", "encoder.dim=32", "--set", "encoder.depth=1", "--set", "encoder.heads=2", "--set", "optim.batch_size=8"]  # fmt: skip
+    assert main(["pretrain", *common, "--method", method, "--out", str(tmp_path / "pt")]) == 0
+    cfg = torch.load(tmp_path / "pt" / "final.pt", weights_only=True)["config"]
+    assert cfg["pretext"]["method"] == method and cfg["pretext"]["sampler"]["kind"] == "grid"
+    # RP pairs windows of ten consecutive epochs: its inputs are ten epochs long
+    assert cfg["modality"]["extent"] == [3000 * (10 if method == "rp" else 1)]
+    assert (tmp_path / "pt" / "encoder.safetensors").exists()
 
 
 def test_evaluate_checkpoint_report(demo):
@@ -305,3 +318,18 @@ def test_carving_must_leave_finetuning_subjects():
         load_sleep_config(
             "physionet2018-demo", {"splits": {"n_finetune": 2, "val_from_finetune": 2}}
         )
+
+
+def test_demo_rows_are_selectable(tmp_path, capsys):
+    """``--methods``: any of the sleep methods as rows (RP pretrains on ten-epoch windows);
+    ``--seeds`` belongs to the ablation command."""
+    out = tmp_path / "demo"
+    args = ["demo", "sleep", "--quick", "--methods", "rp,mp3", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["results"]) == ["rp", "mp3"] and res["config"]["methods"] == ["rp", "mp3"]
+    rp = torch.load(out / "pretrain-rp" / "final.pt", weights_only=True)["config"]
+    assert rp["modality"]["extent"] == [30000] and rp["pretext"]["method"] == "rp"
+    assert "RP (relative positioning, Banville)" in capsys.readouterr().out
+    assert main(["demo", "sleep", "--quick", "--seeds", "0,1", "--out", str(out)]) == 2
+    assert "relpos ablate sleep --grid methods" in capsys.readouterr().err

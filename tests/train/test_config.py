@@ -83,7 +83,7 @@ def test_methods_configs():
     assert finetune_config(demo, "part", "enc.safetensors").finetune.init == "enc.safetensors"
     assert finetune_config(demo, "supervised_pos").finetune.init is None
     with pytest.raises(ValueError, match="unknown method"):
-        finetune_config(demo, "mae")
+        finetune_config(demo, "part_scale")  # an image method
     with pytest.raises(ValueError, match="no pretraining"):
         pretrain_config(demo, "supervised_pos")
 

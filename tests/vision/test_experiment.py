@@ -27,7 +27,7 @@ def test_image_demo_quick(tmp_path, capsys):
         for png in res["analysis"][method]["figures"]:
             assert (tmp_path / png.split(str(tmp_path) + "/")[-1]).stat().st_size > 1000
     out = capsys.readouterr().out
-    assert "test accuracy by labels per class" in out and "predict-zero" in out
+    assert "test accuracy by labels per class" in out and "Euclidean error" in out
 
 
 def test_method_configs():
@@ -42,9 +42,38 @@ def test_method_configs():
     probe = finetune_config(cfg, "part", 500, modality, "x.safetensors", probe=True)
     assert probe.finetune.linear_probe and probe.finetune.init == "x.safetensors"
     with pytest.raises(
-        ValueError, match="unknown method .mae.; known: part, part_grid, part_scale"
+        ValueError, match="unknown method .rp.; known: part, part_grid, part_scale, mae"
     ):
-        pretrain_config(cfg, "mae", modality)
+        pretrain_config(cfg, "rp", modality)  # a 1-D method
+    for method, pos in (("mae", "sincos"), ("mp3", "none"), ("droppos", "sincos")):
+        grid = pretrain_config(cfg, method, modality)
+        assert grid.pretext.method == method and grid.pretext.pos_embed == pos
+        assert grid.pretext_sampler().num_spans((28, 28)) == 49 and grid.pretext.pos_unit == 4.0
+
+
+def test_image_methods_over_seeds(tmp_path, capsys):
+    """``--methods ... --seeds 0,1``: one run per seed, accuracy mean ± sd, every pretext
+    against its chance level, wall time per row; finished seeds are read back."""
+    args = ["demo", "image", "--quick", "--methods", "mae,mp3,droppos,supervised_pos",
+            "--seeds", "0,1", "--set", "linear_probe=[]", "--set", "figures=false",
+            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    rows = res["summary"]["rows"]
+    assert list(rows) == ["mae", "mp3", "droppos", "supervised_pos"]
+    for key in ("mae", "mp3", "droppos"):
+        assert rows[key]["seeds"] == 2 and rows[key]["wall_s"] > 0
+        assert rows[key]["accuracy_sd"]["5"] >= 0
+    assert rows["mae"]["pretext"]["name"] == "reconstruction MSE"
+    assert rows["mp3"]["pretext"]["chance"] == pytest.approx(1 / 16)  # 4 x 4 cells of 2 x 2
+    seeds = [json.loads((tmp_path / f"seed{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert seeds[0]["config"]["pretrain"]["runtime"]["seed"] == 0
+    assert seeds[1]["config"]["finetune"]["runtime"]["seed"] == 1
+    out = capsys.readouterr().out
+    assert "mean ± sd over seeds [0, 1]" in out and "position accuracy" in out
+    before = (tmp_path / "seed0" / "results.json").stat().st_mtime_ns
+    assert main(args) == 0  # read back, not rerun
+    assert (tmp_path / "seed0" / "results.json").stat().st_mtime_ns == before
 
 
 @pytest.mark.slow

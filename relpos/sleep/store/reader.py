@@ -348,6 +348,7 @@ class EpochDataset(Dataset):
     ) -> None:
         self.context = check_context(context)
         self.complete = bool(complete)
+        self.subjects: list[str] | None = None if subjects is None else list(subjects)
         self.store = store if isinstance(store, EpochStore) else EpochStore(store)
         mask = np.ones(len(self.store), dtype=bool)
         if subjects is not None:
