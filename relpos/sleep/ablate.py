@@ -48,7 +48,7 @@ from relpos.sleep.experiment import (
 from relpos.sleep.store import EpochStore
 from relpos.train.checkpoint import load_model
 from relpos.train.config import Base, merge
-from relpos.train.pretext_eval import headline, pretext_scores
+from relpos.train.pretext_eval import headline, mean_headline, pretext_scores
 from relpos.train.recipes import get_method, quiet
 
 log = logging.getLogger(__name__)
@@ -405,7 +405,7 @@ def summarize(
             "seeds": len(runs),
             "ratio": {k: float(np.mean(x)) for k, x in ratios.items()},
             "ratio_sd": {k: float(np.std(x)) for k, x in ratios.items()},
-            "pretext": _mean_headline(heads),
+            "pretext": mean_headline(heads),
             "kappa": float(kappa.mean()) if len(runs) else float("nan"),
             "kappa_sd": float(kappa.std(ddof=1)) if len(runs) > 1 else float("nan"),
             "macro_f1": float(mf1.mean()) if len(runs) else float("nan"),
@@ -418,15 +418,6 @@ def summarize(
             "kappa_sd": float("nan"), "macro_f1": floor["macro_f1"], "wall_s": floor["wall_s"],
         })  # fmt: skip
     return out
-
-
-def _mean_headline(heads: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The seeds' headline pretext metric: its mean and sd, and the mean chance level."""
-    if not heads:
-        return None
-    values = np.array([h["value"] for h in heads])
-    return {**heads[0], "value": float(values.mean()), "value_sd": float(values.std()),
-            "chance": float(np.mean([h["chance"] for h in heads]))}  # fmt: skip
 
 
 def _ratios_text(row: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from relpos.train.config import TrainConfig
 from relpos.train.tasks import PretrainTask, split_batch
 
-__all__ = ["HEADLINES", "headline", "pretext_ratios", "pretext_scores"]
+__all__ = ["HEADLINES", "headline", "mean_headline", "pretext_ratios", "pretext_scores"]
 
 #: the headline pretext metrics, in order of preference: (key, chance key, name, chance name,
 #: higher is better)
@@ -49,6 +49,18 @@ def headline(errors: dict[str, float]) -> dict[str, Any] | None:
                 "higher_better": higher,
             }  # fmt: skip
     return None
+
+
+def mean_headline(heads: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Several runs' :func:`headline` (seeds of one method): the value's mean and sd
+    (``value_sd``) and the mean chance level; None when there is none."""
+    if not heads:
+        return None
+    values = [h["value"] for h in heads]
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    chance = sum(h["chance"] for h in heads) / len(heads)
+    return {**heads[0], "value": mean, "value_sd": sd, "chance": chance}
 
 
 def pretext_ratios(errors: dict[str, float]) -> dict[str, float]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from relpos.core.atomic import atomic_write_json
 from relpos.train.config import merge
-from relpos.train.pretext_eval import headline
+from relpos.train.pretext_eval import headline, mean_headline
 from relpos.train.recipes import method_label
 
 __all__ = ["format_seeds_table", "run_image_seeds", "summarize_seeds"]
@@ -71,15 +71,11 @@ def summarize_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
             for budget, value in r["accuracy"].get(key, {}).items():
                 acc.setdefault(str(budget), []).append(float(value))
         heads = [h for r in runs if (h := headline(r["pretext"].get(method, {})))]
-        values = np.array([h["value"] for h in heads])
         rows[key] = {
             "accuracy": {b: float(np.mean(v)) for b, v in acc.items()},
             "accuracy_sd": {b: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
                             for b, v in acc.items()},
-            "pretext": None if not heads else {
-                **heads[0], "value": float(values.mean()), "value_sd": float(values.std()),
-                "chance": float(np.mean([h["chance"] for h in heads])),
-            },
+            "pretext": mean_headline(heads),
             "wall_s": float(np.mean([_wall(r, method) for r in runs])),
             "seeds": len(runs),
         }  # fmt: skip

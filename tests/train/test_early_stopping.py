@@ -12,38 +12,29 @@ from pathlib import Path
 import pytest
 import torch
 from pydantic import ValidationError
-from torch.utils.data import TensorDataset
 
 from relpos.train.api import train, validation_metrics
 from relpos.train.callbacks import Callback
 from relpos.train.checkpoint import CheckpointManager, load_checkpoint
-from relpos.train.config import EarlyStoppingConfig, TrainConfig, build_model
+from relpos.train.config import EarlyStoppingConfig, TrainConfig, build_model, merge
 from relpos.train.loop import _budget, fit
 from relpos.train.order import EpochSampler
 from relpos.train.state import EarlyStopping
 from relpos.train.tasks import make_task
 
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from test_train import tiny_config as train_config
+from test_train import tiny_data
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(early_stopping: dict | None = None, **optim) -> TrainConfig:
-    """96 examples, batch 16: 6 optimiser steps per epoch."""
+    """test_train's finetuning config with ``early_stopping``: 96 examples, batch 16, so 6
+    optimiser steps per epoch."""
+    cfg = train_config("finetune", **optim)
     return TrainConfig.model_validate(
-        {
-            "task": "finetune",
-            "modality": {"name": "image", "channels": 1, "extent": [16, 16], "token_shape": [4, 4]},
-            "encoder": {"preset": "vit_mini", "dim": 32, "depth": 2, "heads": 2},
-            "finetune": {"num_classes": 3, "early_stopping": early_stopping},
-            "optim": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "warmup_epochs": 0.5, **optim},
-            "runtime": {"checkpoint_every": 3, "log_every": 2, "progress": False, "seed": 7},
-        }
-    )
-
-
-def tiny_data(n: int = 96, seed: int = 0) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    return TensorDataset(
-        torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, 3, (n,), generator=g)
+        merge(cfg.model_dump(mode="json"), {"finetune": {"early_stopping": early_stopping}})
     )
 
 
