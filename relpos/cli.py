@@ -15,10 +15,13 @@ import importlib.util
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from relpos.cli_args import int_list, preset_arg, set_arg
+from relpos.errors import INTERRUPTED, one_line
 from relpos.sleep import cli as sleep_cli
 
 if TYPE_CHECKING:
@@ -118,16 +121,22 @@ def _train_args(p: argparse.ArgumentParser, split: str) -> None:
         "--splits", default=None, help="eeg_store: splits file (default STORE/splits.json)"
     )
     p.add_argument("--split", default=split, help=f"which split to train on (default {split})")
-    sleep_cli.preset_arg(p, default=None)
+    preset_arg(p, default=None)
     p.add_argument(
         "--config", default=None, help="a TrainConfig YAML/JSON (instead of the preset's section)"
     )
     p.add_argument(
         "--out", required=True, help="run directory (checkpoints, metrics.jsonl, encoder)"
     )
-    sleep_cli.set_arg(p, "optim.epochs=5")
+    set_arg(p, "optim.epochs=5")
     p.add_argument(
-        "--no-resume", action="store_true", help="start afresh even if OUT has checkpoints"
+        "--no-resume", action="store_true", help="refuse to start if OUT already has checkpoints"
+    )
+    p.add_argument(
+        "--force-new",
+        action="store_true",
+        help="start over in place: remove OUT's checkpoints, metrics and exports first (needed "
+        "when the config changed in a way a resume cannot continue)",
     )
 
 
@@ -283,7 +292,10 @@ def _train(args: argparse.Namespace, section: str, method: str, init: str | None
         if data.labels is None:
             raise ValueError("finetune.class_balanced needs a data source that gives labels")
         weights = class_weights(data.labels, cfg.finetune.num_classes)
-    _, result = train(cfg, data.dataset, _out(args), groups=data.groups, class_weights=weights)
+    _, result = train(
+        cfg, data.dataset, _out(args), groups=data.groups, class_weights=weights,
+        force_new=args.force_new, provenance=data.provenance,
+    )  # fmt: skip
     return result, describe(result)
 
 
@@ -329,7 +341,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", default=None, help="sleep: a directory of real records instead of synthetic ones"
     )
-    sleep_cli.set_arg(p, "pretrain.optim.epochs=2")
+    set_arg(p, "pretrain.optim.epochs=2")
     p.add_argument(
         "--methods",
         default=None,
@@ -338,6 +350,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seeds",
+        type=int_list,
         default=None,
         help="image: comma-separated seeds; one run per seed, then mean and sd per row "
         "(sleep: relpos ablate sleep --grid methods --seeds ...)",
@@ -403,24 +416,41 @@ COMMANDS: dict[str, tuple[Setup, Command]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (``relpos: error: ...``, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"relpos: error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="relpos",
         description="Self-supervised pretraining by relative position prediction (PART).",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (also with -v)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (setup, fn) in COMMANDS.items():
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
         p = sub.add_parser(name, help=doc, description=doc)
         setup(p)
+        p.add_argument(  # also after the command; SUPPRESS keeps the top-level value
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
         p.set_defaults(_fn=fn)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Any error ends as one line, ``relpos: error: <what> (<where>)``, with
+    exit status 2 (the traceback only with ``-v`` or ``--debug``); Ctrl-C as "interrupted;
+    rerun the same command to continue" with exit status 130."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
@@ -429,10 +459,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args._fn(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
-        log.debug("error", exc_info=True)
-        print(f"relpos {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\nrelpos: {INTERRUPTED}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug or args.verbose:
+            traceback.print_exc()
+        hint = "" if args.debug or args.verbose else " [--debug shows the traceback]"
+        cause = "" if isinstance(exc, _EXPECTED) else hint
+        print(f"relpos: error: {one_line(exc)}{cause}", file=sys.stderr)
         return 2
+
+
+#: errors whose message is the whole story (the rest may be a bug: the hint offers a traceback)
+_EXPECTED = (ValueError, OSError, LookupError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -102,7 +102,9 @@ def test_unknown_names_fail_at_load(tmp_path, capsys, argv, message):
     if argv[:2] == ["--modality", "image"]:
         argv = [*argv, "--preset", "physionet2018-demo"]  # a 1-D preset for a 2-D modality
     code, _, err = run(capsys, "pretrain", "--out", str(tmp_path / "r"), *argv)
-    assert code == 2 and message in err and err.startswith("relpos pretrain: error:")
+    assert (
+        code == 2 and message in err and err.startswith("relpos: error:") and err.count("\n") == 1
+    )
 
 
 def test_unknown_method_is_a_one_line_error_listing_the_methods(capsys, tmp_path):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from relpos.core.checks import int_shape
 from relpos.core.spans import Spans
 
 if TYPE_CHECKING:
@@ -40,15 +41,7 @@ _OUT_LETTERS = "zyx"
 
 
 def _token_shape(token_shape: int | Sequence[int], d: int) -> tuple[int, ...]:
-    if isinstance(token_shape, int):
-        ts: tuple[int, ...] = (int(token_shape),) * d
-    else:
-        ts = tuple(int(t) for t in token_shape)
-    if len(ts) != d:
-        raise ValueError(f"token_shape {ts} must have one entry per span axis (D={d})")
-    if any(t < 1 for t in ts):
-        raise ValueError(f"token_shape must be positive; got {ts}")
-    return ts
+    return int_shape(token_shape, "token_shape", d)
 
 
 def _gather_windows(x: Tensor, starts: Tensor, window: Sequence[int]) -> Tensor:
@@ -202,6 +195,10 @@ def extract(x: Tensor, spans: Spans, token_shape: int | Sequence[int]) -> Tensor
         raise ValueError(
             f"spans must lie inside the input extent {extent}: got starts down to "
             f"{start.amin((0, 1)).tolist()} and ends up to {(start + size).amax((0, 1)).tolist()}"
+        )
+    if x.numel() == 0 or spans.num == 0:  # no example, channel or span: nothing to gather
+        return torch.zeros(
+            (x.shape[0], spans.num, x.shape[1], *ts), dtype=out_dtype, device=x.device
         )
     if integer and token_sized:
         return _gather_windows(x, start.long(), ts).to(out_dtype)

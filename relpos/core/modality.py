@@ -18,6 +18,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from relpos.core.checks import int_shape, positive_int
 from relpos.core.extract import tokenize
 from relpos.core.registry import Registry
 from relpos.core.samplers import Grid, RandomBoxes, RandomCuboids, RandomWindows, SpanSampler
@@ -74,6 +75,10 @@ class Modality:
     tokenizer: Tokenizer | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.token_shape, int):  # D is not known from one number
+            raise ValueError(f"{self.name}: token_shape must hold one size per axis")
+        self.token_shape = int_shape(self.token_shape, f"{self.name}: token_shape")
+        self.channels = positive_int(self.channels, f"{self.name}: channels")
         if self.tokenizer is not None and self.tokenizer.token_shape != tuple(self.token_shape):
             raise ValueError(
                 f"{self.name}: tokenizer token_shape {self.tokenizer.token_shape} differs from "
@@ -123,7 +128,8 @@ class Modality:
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    h, w = int_shape(v, "image: patch", 2)
+    return h, w
 
 
 def image(
@@ -211,7 +217,7 @@ def spectrogram(
 
 def video(channels: int = 3, tubelet: Sequence[int] = (2, 16, 16), count: int = 196) -> Modality:
     """Videos ``(B, C, T, H, W)``: tubelets of ``tubelet`` frames x pixels."""
-    ts = tuple(int(t) for t in tubelet)
+    ts = int_shape(tubelet, "video: tubelet", 3)
     return Modality("video", channels, ts, RandomCuboids(ts, count), Grid(ts), data_source="arrays")
 
 

@@ -25,13 +25,22 @@ from typing import Literal, Protocol, cast
 import torch
 from torch import Tensor, nn
 
+from relpos.core.checks import positive_int
 from relpos.core.extract import tokenize
 from relpos.core.random import draw
 from relpos.core.samplers import SpanSampler
 from relpos.core.spans import Scale, Spans, relative_targets, sample_pairs, target_names
 from relpos.core.tokenizer import Tokenizer
 
-__all__ = ["PART", "LossKind", "PARTOutput", "Score", "pair_mask", "pretext_errors"]
+__all__ = [
+    "PART",
+    "LossKind",
+    "PARTOutput",
+    "Score",
+    "head_out_dim",
+    "pair_mask",
+    "pretext_errors",
+]
 
 Score = Literal["all", "dropped_target", "dropped_either"]
 LossKind = Literal["mse", "gaussian_nll"]
@@ -78,6 +87,12 @@ class PARTOutput:
     logvar: Tensor | None = None
     pos_keep: Tensor | None = None
     scored: Tensor | None = None
+
+
+def head_out_dim(ndim: int, scale: Scale = None, loss: LossKind = "mse") -> int:
+    """Values per pair a PART head outputs for ``ndim``-D spans: D translations, D more size
+    terms with ``scale``, all doubled (means, then log-variances) with ``"gaussian_nll"``."""
+    return ndim * (2 if scale else 1) * (2 if loss == "gaussian_nll" else 1)
 
 
 def _neutral(target: Tensor, ndim: int, scale: Scale) -> Tensor:
@@ -167,6 +182,8 @@ class PART(nn.Module):
         normalize: weigh every target component equally: its squared error is divided by the
             batch mean (over the scored pairs) of the neutral prediction's squared error for
             that component (detached). Off by default (the paper's plain MSE).
+        ndim: D of the spans, when known: the head's ``out_dim`` (when it has one) is checked
+            against :meth:`out_dim` now; ``forward`` checks the head's output width always.
     """
 
     def __init__(
@@ -179,6 +196,7 @@ class PART(nn.Module):
         score: Score = "all",
         loss: LossKind = "mse",
         normalize: bool = False,
+        ndim: int | None = None,
     ) -> None:
         super().__init__()
         if scale not in (None, "ratio", "log"):
@@ -193,12 +211,23 @@ class PART(nn.Module):
             raise ValueError(f"loss must be 'mse' or 'gaussian_nll'; got {loss!r}")
         self.encoder = encoder
         self.head = head
-        self.num_pairs = int(num_pairs)
+        self.num_pairs = positive_int(num_pairs, "PART: num_pairs")
         self.scale = scale
         self.self_pairs = self_pairs
         self.score: Score = score
         self.loss: LossKind = loss
         self.normalize = bool(normalize)
+        head_out = getattr(head, "out_dim", None)
+        if ndim is not None and isinstance(head_out, int):
+            self._check_out_dim(head_out, ndim)
+
+    def _check_out_dim(self, got: int, ndim: int) -> None:
+        need = head_out_dim(ndim, self.scale, self.loss)
+        if got != need:
+            raise ValueError(
+                f"PART: the head's out_dim is {got} but {ndim}-D spans with scale={self.scale!r} "
+                f"and loss={self.loss!r} need out_dim={need}"
+            )
 
     @property
     def drops_positions(self) -> bool:
@@ -284,6 +313,8 @@ class PART(nn.Module):
             )
         target = relative_targets(spans.to(tokens.device), pairs, self.scale)
         pred, logvar = self.predict_with_logvar(tokens, spans, pairs, pos_keep)
+        if pred.shape[-1] != target.shape[-1]:  # MSE would broadcast silently
+            self._check_out_dim(pred.shape[-1] * (1 if logvar is None else 2), spans.ndim)
         sq = (pred.float() - target.float()) ** 2
         scored = None if pos_keep is None else pair_mask(pos_keep, pairs, self.score)
         weighted = sq / self._component_scale(target, scored) if self.normalize else sq

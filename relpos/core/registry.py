@@ -8,12 +8,17 @@ optional dependencies can be listed without importing them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "unknown_name"]
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: object, known: Iterable[str]) -> ValueError:
+    """The one error of an unknown name: ``unknown <kind> 'x'; known: a, b, ...``."""
+    return ValueError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
 
 
 class Registry(Generic[T]):
@@ -52,8 +57,7 @@ class Registry(Generic[T]):
         """``name`` if it is registered (nothing is imported), else a ``ValueError`` that lists
         the known names; ``what`` replaces the registry's kind in the message."""
         if name not in self:
-            kind = what or self.kind
-            raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(self.names())}")
+            raise unknown_name(what or self.kind, name, self.names())
         return name
 
     def get(self, name: str) -> T:

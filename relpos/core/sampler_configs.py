@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from relpos.core.checks import Dim, OrderedRange
 from relpos.core.registry import Registry
 from relpos.core.samplers import (
     Grid,
@@ -43,16 +44,16 @@ __all__ = [
     "register_sampler",
 ]
 
-PositiveRange = tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+PositiveRange = OrderedRange  # (min, max), both > 0, min <= max
 Count = Annotated[int, Field(ge=2, le=1_000_000)]
 Side = Annotated[float, Field(gt=0)]
-Cells = list[Annotated[int, Field(ge=1)]]
+Cells = Annotated[list[Dim], Field(min_length=1)]
 
 
 class SamplerConfig(BaseModel):
     """Base of every sampler config: ``kind`` names it in the :data:`SAMPLERS` registry."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     kind: str
 
@@ -82,8 +83,6 @@ class WindowsConfig(SamplerConfig):
     def _check_scale(self) -> WindowsConfig:
         if self.scale is not None and isinstance(self.length, tuple):
             raise ValueError("windows sampler: scale needs a fixed length, not a range")
-        if self.scale is not None and self.scale[0] > self.scale[1]:
-            raise ValueError(f"windows sampler: scale has min > max: {self.scale}")
         return self
 
     def build(self, token_shape: tuple[int, ...] = ()) -> SpanSampler:

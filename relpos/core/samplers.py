@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from relpos.core.checks import int_shape
 from relpos.core.random import draw
 from relpos.core.spans import Spans
 
@@ -52,6 +53,8 @@ def _check_range(value: Range, field: str, who: str, positive: bool = True) -> R
     if len(value) != 2:
         raise ValueError(f"{who}: {field} must be a (min, max) pair; got {value!r}")
     lo, hi = float(value[0]), float(value[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{who}: {field} must be finite; got ({lo}, {hi})")
     if lo > hi:
         raise ValueError(f"{who}: {field} has min > max: ({lo}, {hi})")
     if positive and lo <= 0:
@@ -135,8 +138,8 @@ class RandomSpans(SpanSampler):
         self.size: tuple[float, ...] | float | None = None
         if size is not None:
             vals = [size] if isinstance(size, (int, float)) else list(size)
-            if not vals or min(vals) <= 0:
-                raise ValueError(f"{who}: size must be positive; got {size!r}")
+            if not vals or not all(0 < float(v) < math.inf for v in vals):
+                raise ValueError(f"{who}: size must be positive and finite; got {size!r}")
             self.size = float(size) if isinstance(size, (int, float)) else tuple(map(float, vals))
         self.ranges = (
             None
@@ -236,8 +239,8 @@ class RandomWindows(RandomSpans):
             self.length: float | Range = _check_range(length, "length", who)
             super().__init__(count=count, ranges=[self.length], snap=snap)
         else:
-            if length <= 0:
-                raise ValueError(f"{who}: length must be positive; got {length}")
+            if not 0 < length < math.inf:
+                raise ValueError(f"{who}: length must be positive and finite; got {length}")
             self.length = float(length)
             super().__init__(self.length, count, snap=snap, ndim=1, scale=scale)
 
@@ -330,6 +333,12 @@ class RandomCuboids(RandomSpans):
         super().__init__(tuple(float(s) for s in size), count, ndim=3)
 
 
+def _grid_arg(value: int | Sequence[int], name: str) -> int | tuple[int, ...]:
+    """A Grid argument checked: an int stays an int (every axis), a sequence a tuple."""
+    shape = int_shape(value, f"Grid: {name}")
+    return shape[0] if isinstance(value, int) and not isinstance(value, bool) else shape
+
+
 class Grid(SpanSampler):
     """On-grid tiling (PART-grid pretraining, finetuning): spans of ``size`` every ``stride``.
 
@@ -349,14 +358,9 @@ class Grid(SpanSampler):
         *,
         size: int | Sequence[int] | None = None,
     ) -> None:
-        self.token_shape = token_shape if isinstance(token_shape, int) else tuple(token_shape)
-        self.size = size if size is None or isinstance(size, int) else tuple(size)
-        self.stride = stride if stride is None or isinstance(stride, int) else tuple(stride)
-        for name in ("token_shape", "size", "stride"):
-            v = getattr(self, name)
-            vals = [v] if isinstance(v, int) else list(v or [])
-            if any(int(x) != x or x < 1 for x in vals):
-                raise ValueError(f"Grid: {name} must hold positive integers; got {v!r}")
+        self.token_shape = _grid_arg(token_shape, "token_shape")
+        self.size = None if size is None else _grid_arg(size, "size")
+        self.stride = None if stride is None else _grid_arg(stride, "stride")
         self.ndim = None if isinstance(self.token_shape, int) else len(self.token_shape)
 
     def _per_axis(self, value: int | tuple[int, ...], d: int, field: str) -> tuple[int, ...]:

@@ -69,9 +69,9 @@ class Spans:
             )
         if not (c.is_floating_point() and s.is_floating_point()):
             raise ValueError("Spans.centre and Spans.size must be floating-point tensors")
-        if s.numel() and not bool((s > 0).all()):
-            bad = s[s <= 0].flatten()[:3].tolist()
-            raise ValueError(f"Spans.size must be positive; got values such as {bad}")
+        # one host sync for both checks; NaN and inf fail them too
+        if c.numel() and not bool(((s > 0) & s.isfinite()).all() & c.isfinite().all()):
+            _raise_bad(c, s)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -176,6 +176,17 @@ class Spans:
         return f"Spans(B={self.batch}, N={self.num}, D={self.ndim}, device={self.device})"
 
 
+def _raise_bad(centre: Tensor, size: Tensor) -> None:
+    """The ValueError of spans with a non-finite centre or a size that is not positive and
+    finite, naming a few of the bad values."""
+    bad_size = ~((size > 0) & size.isfinite())
+    if bool(bad_size.any()):
+        values = size[bad_size].flatten()[:3].tolist()
+        raise ValueError(f"Spans.size must be positive and finite; got values such as {values}")
+    values = centre[~centre.isfinite()].flatten()[:3].tolist()
+    raise ValueError(f"Spans.centre must be finite; got values such as {values}")
+
+
 def _randint(
     high: int,
     shape: tuple[int, ...],
@@ -205,7 +216,11 @@ def sample_pairs(
     """
     if num_pairs < 1:
         raise ValueError(f"num_pairs must be >= 1; got {num_pairs}")
-    if num_tokens < (1 if self_pairs else 2):
+    if self_pairs and num_tokens < 1:
+        raise ValueError(
+            f"num_tokens must be >= 1 to form pairs (self pairs allowed); got {num_tokens}"
+        )
+    if not self_pairs and num_tokens < 2:
         raise ValueError(
             f"num_tokens must be >= 2 to form pairs of distinct tokens; got {num_tokens}"
         )

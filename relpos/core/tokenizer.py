@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from relpos.core.checks import int_shape
 from relpos.core.extract import extract
 from relpos.core.spans import Spans
 
@@ -98,6 +99,8 @@ def band_limit(
         are kept (a unit sinusoid at ``k <= band`` cycles per token stays a unit sinusoid).
     """
     d = len(token_shape)
+    if tokens.numel() == 0:  # no token or no channel: nothing to transform (FFTs refuse it)
+        return tokens.new_zeros((*tokens.shape[: tokens.ndim - d], *token_shape))
     dims = tuple(range(tokens.ndim - d, tokens.ndim))
     source = tuple(tokens.shape[-d:])
     dtype = tokens.dtype
@@ -122,6 +125,8 @@ def standardize_tokens(tokens: Tensor, d: int, eps: float = 1e-6) -> Tensor:
 
     ``(B, N, C, *token_shape)`` -> the same shape; flat tokens become zeros (``eps``).
     """
+    if tokens.numel() == 0:
+        return tokens
     dims = tuple(range(tokens.ndim - d, tokens.ndim))
     centred = tokens - tokens.mean(dims, keepdim=True)
     return centred / (centred.std(dims, keepdim=True, correction=0) + eps)
@@ -151,9 +156,9 @@ class Tokenizer:
 
     def __post_init__(self) -> None:
         ts = self.token_shape
-        if isinstance(ts, int) or not ts or any(int(t) != t or t < 1 for t in ts):
-            raise ValueError(f"Tokenizer: token_shape must be positive integers; got {ts!r}")
-        object.__setattr__(self, "token_shape", tuple(int(t) for t in ts))
+        if isinstance(ts, int):  # D is not known from one number
+            raise ValueError(f"Tokenizer: token_shape must hold one size per axis; got {ts!r}")
+        object.__setattr__(self, "token_shape", int_shape(ts, "Tokenizer: token_shape"))
         if len(self.token_shape) > 3:
             raise ValueError(f"Tokenizer: token_shape supports D <= 3 axes; got {ts!r}")
         o, band = self.oversample, self.band
@@ -209,7 +214,7 @@ class TokenizerConfig(BaseModel):
     The defaults are the plain resize (:func:`~relpos.core.extract.extract`).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     oversample: Annotated[int, Field(ge=1, le=16)] = 1
     band: Annotated[float, Field(gt=0)] | None = None

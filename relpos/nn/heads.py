@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from relpos.core.checks import positive_int
 from relpos.core.registry import Registry
 from relpos.core.spans import gather_tokens
 
@@ -28,10 +29,18 @@ __all__ = [
 
 
 class RelativeHead(nn.Module):
-    """Base class of the relative heads."""
+    """Base class of the relative heads; ``out_dim`` is the number of values per pair (PART
+    checks it against its targets)."""
+
+    out_dim: int
 
     def forward(self, features: Tensor, pairs: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _sizes(who: str, **sizes: int) -> list[int]:
+    """The sizes as ints, each checked to be a whole number >= 1 (the error names it)."""
+    return [positive_int(v, f"{who}: {name}") for name, v in sizes.items()]
 
 
 def _pair_features(features: Tensor, pairs: Tensor) -> Tensor:
@@ -56,7 +65,8 @@ class CrossAttentionHead(RelativeHead):
 
     def __init__(self, dim: int, out_dim: int = 2, heads: int | None = None) -> None:
         super().__init__()
-        heads = heads or max(1, dim // 64)
+        dim, self.out_dim = _sizes("CrossAttentionHead", dim=dim, out_dim=out_dim)
+        heads = positive_int(heads or max(1, dim // 64), "CrossAttentionHead: heads")
         if dim % heads:
             raise ValueError(
                 f"CrossAttentionHead: dim ({dim}) must be divisible by heads ({heads})"
@@ -90,7 +100,8 @@ class PairwiseMLPHead(RelativeHead):
 
     def __init__(self, dim: int, out_dim: int = 2, hidden: int | None = None) -> None:
         super().__init__()
-        hidden = hidden or dim
+        dim, self.out_dim = _sizes("PairwiseMLPHead", dim=dim, out_dim=out_dim)
+        hidden = positive_int(hidden or dim, "PairwiseMLPHead: hidden")
         self.net = nn.Sequential(
             nn.LayerNorm(2 * dim), nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
         )
@@ -112,8 +123,9 @@ class MLPHead(RelativeHead):
         super().__init__()
         if not num_tokens:
             raise ValueError("MLPHead needs num_tokens (the fixed number of tokens N)")
-        self.num_tokens = num_tokens
-        self.out_dim = out_dim
+        dim, self.out_dim, self.num_tokens, hidden = _sizes(
+            "MLPHead", dim=dim, out_dim=out_dim, num_tokens=num_tokens, hidden=hidden
+        )
         self.net = nn.Sequential(
             nn.LayerNorm(num_tokens * dim),
             nn.Linear(num_tokens * dim, hidden),

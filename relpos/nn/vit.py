@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from relpos.core.checks import int_shape, positive_int
 from relpos.core.registry import Registry
 from relpos.core.spans import Spans
 
@@ -186,9 +187,9 @@ def _token_layout(
         if embed == "conv":
             raise ValueError("embed='conv' needs token_shape (the token's extent per axis)")
         return None, channels
-    shape = tuple(int(s) for s in token_shape)
-    if not shape or min(shape) < 1:
-        raise ValueError(f"token_shape must hold positive sizes; got {token_shape}")
+    if isinstance(token_shape, int):  # D is not known from one number
+        raise ValueError(f"ViT: token_shape must hold one size per axis; got {token_shape!r}")
+    shape = int_shape(token_shape, "ViT: token_shape")
     if channels is None:
         channels = token_dim // math.prod(shape)
     if channels < 1 or channels * math.prod(shape) != token_dim:
@@ -196,6 +197,30 @@ def _token_layout(
             f"token_dim ({token_dim}) must equal channels ({channels}) x prod(token_shape {shape})"
         )
     return shape, channels
+
+
+def _check_sizes(
+    token_dim: int, dim: int, depth: int, heads: int, num_classes: int
+) -> tuple[int, int, int, int]:
+    """``token_dim, dim, depth, heads`` checked (whole numbers >= 1, ``dim`` divisible by
+    ``heads``) and ``num_classes >= 0``; each error names the argument."""
+    sizes = dict(token_dim=token_dim, dim=dim, depth=depth, heads=heads)
+    token_dim, dim, depth, heads = (positive_int(v, f"ViT: {k}") for k, v in sizes.items())
+    if dim % heads:
+        raise ValueError(f"ViT: dim ({dim}) must be divisible by heads ({heads})")
+    if num_classes != 0:
+        positive_int(num_classes, "ViT: num_classes (0: no head)")
+    return token_dim, dim, depth, heads
+
+
+def _check_rates(mlp_ratio: float, pos_unit: float, **rates: float) -> None:
+    """``mlp_ratio`` and ``pos_unit`` positive and finite, every dropout rate in [0, 1)."""
+    for name, v in dict(mlp_ratio=mlp_ratio, pos_unit=pos_unit).items():
+        if not 0.0 < v < math.inf:
+            raise ValueError(f"ViT: {name} must be positive and finite; got {v!r}")
+    for name, v in rates.items():
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"ViT: {name} must lie in [0, 1); got {v!r}")
 
 
 class ViT(nn.Module):
@@ -247,13 +272,18 @@ class ViT(nn.Module):
         super().__init__()
         if embed not in ("linear", "conv"):
             raise ValueError(f"embed must be 'linear' or 'conv'; got {embed!r}")
+        token_dim, dim, depth, heads = _check_sizes(token_dim, dim, depth, heads, num_classes)
         token_shape, channels = _token_layout(token_dim, token_shape, channels, embed)
         if pos_embed not in ("none", "learned", "sincos"):
             raise ValueError(f"pos_embed must be 'none', 'learned' or 'sincos'; got {pos_embed!r}")
         if pos_embed == "learned" and not num_tokens:
             raise ValueError("pos_embed='learned' needs num_tokens (the fixed token count)")
-        if not 0.0 <= pos_drop < 1.0:
-            raise ValueError(f"pos_drop must lie in [0, 1); got {pos_drop}")
+        if num_tokens is not None:
+            num_tokens = positive_int(num_tokens, "ViT: num_tokens")
+        _check_rates(
+            mlp_ratio=mlp_ratio, pos_unit=pos_unit,
+            pos_drop=pos_drop, drop=drop, attn_drop=attn_drop, drop_path=drop_path,
+        )  # fmt: skip
         if global_pool == "token" and not class_token:
             global_pool = "avg"
         self.config: dict[str, Any] = dict(

@@ -20,23 +20,24 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from relpos.core.atomic import atomic_write_json
+from relpos.core.checks import check_names
+from relpos.core.workers import worker_pool
+from relpos.sleep.evaluation import evaluate_checkpoint
 from relpos.sleep.experiment import (
+    METHODS,
     SleepConfig,
     SleepMethod,
     datasets,
-    evaluate_checkpoint,
     finetune_config,
     load_sleep_config,
     prepare_data,
@@ -47,7 +48,7 @@ from relpos.sleep.experiment import (
 )
 from relpos.sleep.store import EpochStore
 from relpos.train.checkpoint import load_model
-from relpos.train.config import Base, merge
+from relpos.train.config import Base, list_presets, merge
 from relpos.train.pretext_eval import headline, mean_headline, pretext_scores
 from relpos.train.recipes import get_method, quiet
 
@@ -87,6 +88,11 @@ class Variant(Base):
     score: str | None = None
     paper: bool = False
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _known_method(cls, v: Any) -> Any:
+        return check_names([v], METHODS, "method")[0] if isinstance(v, str) else v
 
 
 #: the rhythm-only multi-scale pretext (docs/research/issue10-pretext-spike.md): windows of
@@ -206,14 +212,31 @@ class AblationConfig(Base):
     """The grid, its seeds, the shared budget and how the pretext is scored."""
 
     preset: str = "physionet2018-demo"
-    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)] = Field(
         default_factory=lambda: [0, 1, 2]
     )
     budget: dict[str, Any] = Field(default_factory=lambda: merge(BUDGET, {}))
-    variants: list[Variant] = Field(default_factory=lambda: list(DEFAULT_GRID))
+    variants: Annotated[list[Variant], Field(min_length=1)] = Field(
+        default_factory=lambda: list(DEFAULT_GRID)
+    )
     eval_batches: Annotated[int, Field(ge=1, le=10_000)] = 20
     eval_batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     spectral_floor: bool = True
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        path = Path(v)
+        if not (path.suffix in (".yaml", ".yml", ".json") and path.exists()):
+            check_names([v], list_presets(), "preset")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AblationConfig:
+        check_names(self.seeds, self.seeds, "seed")
+        names = [v.name for v in self.variants]
+        check_names(names, names, "variant")
+        return self
 
 
 #: fields of :class:`AblationConfig` that ``--quick`` replaces
@@ -229,6 +252,17 @@ def variant_config(
     data = merge(merge(base.model_dump(mode="json"), ab.budget), variant.overrides)
     data = merge(data, {s: {"runtime": {"seed": seed}} for s in ("pretrain", "finetune")})
     return SleepConfig.model_validate(data)
+
+
+def _variant_config(
+    base: SleepConfig, ab: AblationConfig, variant: Variant, seed: int
+) -> SleepConfig:
+    """:func:`variant_config`, its errors naming the variant."""
+    try:
+        return variant_config(base, ab, variant, seed)
+    except ValueError as exc:  # pydantic's ValidationError included
+        text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise ValueError(f"ablation variant {variant.name!r}: {text}") from exc
 
 
 def _run_one(
@@ -307,20 +341,19 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     base = load_sleep_config(ab.preset, overrides)
     names = [v.name for v in ab.variants]
-    if len(set(names)) != len(names):
-        raise ValueError(f"ablation: variant names repeat: {names}")
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"ablation: unknown variant(s) {unknown}; known: {', '.join(names)}")
-    splits, data, _ = prepare_data(base, out, data_dir, progress)
-    store = data["test"].store
+    # every run's config is checked before any data is prepared
     todo = [
-        (variant_config(base, ab, v, seed), v, seed, out / v.name / f"seed{seed}")
+        (_variant_config(base, ab, v, seed), v, seed, out / v.name / f"seed{seed}")
         for v in ab.variants
         for seed in ab.seeds
         if not (out / v.name / f"seed{seed}" / "result.json").exists()
         and (not only or v.name in only)
     ]
+    splits, data, _ = prepare_data(base, out, data_dir, progress)
+    store = data["test"].store
     _run_all(todo, ab, store, splits, jobs, progress)
     rows = {
         v.name: [
@@ -375,8 +408,7 @@ def _run_all(
         for cfg, v, seed, run_dir in todo:
             _job(cfg, v, seed, ab, store, splits, run_dir, None, progress)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with worker_pool(jobs, "spawn") as pool:
         futures = [
             pool.submit(_job, cfg, v, seed, ab, str(store.root), splits, run_dir, 1, False)
             for cfg, v, seed, run_dir in todo

@@ -7,23 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMMANDS", "demo", "preset_arg", "set_arg"]
+from relpos.cli_args import count, int_list, positive_float, preset_arg, set_arg
 
-
-def set_arg(p: argparse.ArgumentParser, example: str) -> None:
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"override, e.g. {example}"
-    )
-
-
-def preset_arg(p: argparse.ArgumentParser, default: str | None = "physionet2018-demo") -> None:
-    helptext = "sleep preset name or YAML/JSON file"
-    if default is None:
-        helptext = (
-            "preset name or YAML/JSON file (default: the modality's, physionet2018-demo for "
-            "the default signal modality)"
-        )
-    p.add_argument("--preset", default=default, help=helptext)
+__all__ = ["COMMANDS", "demo"]
 
 
 def _sleep_preset(args: argparse.Namespace) -> Any:
@@ -36,13 +22,16 @@ def _sleep_preset(args: argparse.Namespace) -> Any:
 # ---------------------------------------------------------------------- synth
 def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="directory to write the records into")
-    p.add_argument("--records", type=int, default=60, help="labelled records (default 60)")
-    p.add_argument("--unlabelled", type=int, default=0, help="extra records without .arousal")
+    p.add_argument("--records", type=count(0), default=60, help="labelled records (default 60)")
+    p.add_argument("--unlabelled", type=count(0), default=0, help="extra records without .arousal")
     p.add_argument(
-        "--max-hours", type=float, default=None, help="crop each night to a window of this length"
+        "--max-hours",
+        type=positive_float,
+        default=None,
+        help="crop each night to a window of this length",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--jobs", type=count(1, 256), default=2)
     p.add_argument("--layout", choices=["nested", "flat"], default="nested")
     p.add_argument(
         "--report", action="store_true", help="print per-stage band powers next to real EEG"
@@ -71,12 +60,15 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="store directory to create or complete")
     preset_arg(p)
     p.add_argument(
-        "--jobs", type=int, default=None, help="parallel records (default: from the preset)"
+        "--jobs",
+        type=count(1, 256),
+        default=None,
+        help="parallel records (default: from the preset)",
     )
     p.add_argument("--dtype", choices=["float16", "float32"], default=None)
     p.add_argument("--iir", action="store_true", help="IIR (Butterworth) bandpass instead of FIR")
     p.add_argument("--require-labels", action="store_true", help="skip records without .arousal")
-    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.add_argument("--limit", type=count(1), default=None, help="only the first N records")
     p.add_argument("--retry-skipped", action="store_true", help="retry records skipped before")
 
 
@@ -106,12 +98,15 @@ def prepare(args: argparse.Namespace) -> int:
 def _splits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("store")
     preset_arg(p)
-    p.add_argument("--finetune", type=int, default=None, help="finetuning subjects")
-    p.add_argument("--test", type=int, default=None, help="held-out test subjects")
-    p.add_argument("--val", type=int, default=None, help="validation subjects")
-    p.add_argument("--pretrain", type=int, default=None, help="cap on pretraining subjects")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--finetune", type=count(0), default=None, help="finetuning subjects")
+    p.add_argument("--test", type=count(0), default=None, help="held-out test subjects")
+    p.add_argument("--val", type=count(0), default=None, help="validation subjects")
+    p.add_argument("--pretrain", type=count(1), default=None, help="cap on pretraining subjects")
+    p.add_argument("--seed", type=count(0), default=None)
     p.add_argument("--out", default=None, help="splits file (default STORE/splits.json)")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing splits file that differs"
+    )
 
 
 def splits(args: argparse.Namespace) -> int:
@@ -125,7 +120,7 @@ def splits(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(spec, field, value)
     out = Path(args.out or Path(args.store) / "splits.json")
-    made = write_splits(EpochStore(args.store), spec, out)
+    made = write_splits(EpochStore(args.store), spec, out, force=args.force)
     print(f"{out}: " + ", ".join(f"{k} {len(v)} subjects" for k, v in made.items()))
     return 0
 
@@ -140,12 +135,12 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--out", default=None, help="write metrics.json, confusion.png, hypnogram.png here"
     )
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=count(1), default=512)
 
 
 def evaluate(args: argparse.Namespace) -> int:
     """Cohen's kappa, accuracy, macro-F1, per-class F1 and confusion on held-out subjects."""
-    from relpos.sleep.experiment import evaluate_checkpoint
+    from relpos.sleep.evaluation import evaluate_checkpoint
     from relpos.sleep.sources import store_dataset
     from relpos.train.metrics import format_report
 
@@ -191,12 +186,12 @@ def _ablate_args(p: argparse.ArgumentParser) -> None:
         "PART-grid, MAE, MP3, DropPos, RP and the supervised rows) or a YAML/JSON AblationConfig",
     )
     p.add_argument("--preset", default=None, help="sleep preset (default: the grid's)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=int_list, default=None, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--only", default=None, help="comma-separated variant names to run")
     p.add_argument("--data", default=None, help="a directory of real records instead of synthetic")
     p.add_argument(
         "--jobs",
-        type=int,
+        type=count(1, 64),
         default=None,
         help="runs at a time, one thread each (default: 2 on a CPU machine, 1 with a GPU)",
     )
@@ -227,12 +222,12 @@ def ablate(args: argparse.Namespace) -> int:
         ab = load_config(args.grid, AblationConfig)
     overrides = parse_overrides(args.set)
     if args.quick:
-        ab = ab.model_copy(update=QUICK_ABLATION)
+        ab = AblationConfig.model_validate({**ab.model_dump(), **QUICK_ABLATION})
         overrides = merge(QUICK, overrides)
     if args.preset:
         ab.preset = args.preset
     if args.seeds:
-        ab.seeds = [int(s) for s in args.seeds.split(",")]
+        ab.seeds = args.seeds
     if args.list:
         for v in ab.variants:
             print(f"{v.name:<24} {v.label}")

@@ -16,22 +16,22 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from relpos.core.atomic import atomic_write_json
-from relpos.sleep.format import EEG_CHANNELS, STAGES
+from relpos.core.checks import Jobs, Seed, check_names
+from relpos.sleep.evaluation import evaluate_checkpoint
+from relpos.sleep.format import EEG_CHANNELS, SIGNAL_NAMES, STAGES
 from relpos.sleep.preprocess import Pipeline, default_pipeline
+from relpos.sleep.sources import provenance
 from relpos.sleep.store import (
     EpochDataset,
     EpochStore,
-    load_splits,
     make_splits,
     prepare_store,
     save_splits,
 )
 from relpos.train import recipes
-from relpos.train.api import predict, train
-from relpos.train.checkpoint import load_model
+from relpos.train.api import train
 from relpos.train.config import Base, GridConfig, TrainConfig, load_preset
 from relpos.train.data import class_weights
-from relpos.train.metrics import classification_report
 from relpos.train.recipes import Column, describe, method_label, quiet
 
 log = logging.getLogger(__name__)
@@ -95,19 +95,26 @@ QUICK: dict[str, Any] = {
 class SynthSpec(Base):
     """Synthetic records for the demo (``relpos.sleep.synthetic``)."""
 
-    records: int = 60
-    unlabelled: int = 10
-    max_hours: float | None = 2.0
-    seed: int = 0
-    jobs: int = 2
+    records: Annotated[int, Field(ge=1, le=100_000)] = 60
+    unlabelled: Annotated[int, Field(ge=0, le=100_000)] = 10
+    max_hours: Annotated[float, Field(gt=0, le=1000)] | None = 2.0
+    seed: Seed = 0
+    jobs: Jobs = 2
     layout: Literal["nested", "flat"] = "nested"
 
 
 class PrepareSpec(Base):
     dtype: Literal["float16", "float32"] = "float16"
-    jobs: int = 2
-    channels: list[str] = Field(default_factory=lambda: list(EEG_CHANNELS))
+    jobs: Jobs = 2
+    channels: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: list(EEG_CHANNELS)
+    )
     pipeline: Pipeline = default_pipeline()
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, v: list[str]) -> list[str]:
+        return check_names(v, SIGNAL_NAMES, "channel")
 
 
 class SplitSpec(Base):
@@ -115,12 +122,13 @@ class SplitSpec(Base):
     moved (seeded) to the validation split, for early stopping on subjects the finetuning never
     trains on (``finetune.finetune.early_stopping``)."""
 
-    n_finetune: int = 10
-    n_test: int = 200
-    n_val: int = 0
+    n_finetune: Annotated[int, Field(ge=1, le=1_000_000)] = 10
+    n_test: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    n_val: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     val_from_finetune: Annotated[int, Field(ge=0, le=10_000)] = 0
-    n_pretrain: int | None = None  # cap the pretraining pool (None: every remaining subject)
-    seed: int = 0
+    # cap the pretraining pool (None: every remaining subject)
+    n_pretrain: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _carve(self) -> SplitSpec:
@@ -162,10 +170,34 @@ class SleepConfig(Base):
     pretrain: TrainConfig
     finetune: TrainConfig
     part_grid: GridConfig = GridConfig()
-    methods: list[SleepMethod] = Field(default_factory=lambda: list(DEFAULT_METHODS))
-    eval_batch_size: int = 512
+    methods: Annotated[list[SleepMethod], Field(min_length=1)] = Field(
+        default_factory=lambda: list(DEFAULT_METHODS)
+    )
+    eval_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 512
     context: ContextSpec = ContextSpec()
     spectral_floor: bool = True  # score band powers + LDA on the same split (the table's last row)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _known_methods(cls, v: Any) -> Any:
+        return check_names(v, METHODS, "method") if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _fits_the_store(self) -> SleepConfig:
+        """Both runs read every prepared channel, and finetuning scores the sleep stages."""
+        for section in ("pretrain", "finetune"):
+            channels = getattr(self, section).modality.channels
+            if channels != len(self.prepare.channels):
+                raise ValueError(
+                    f"{section}.modality.channels is {channels} but prepare.channels lists "
+                    f"{len(self.prepare.channels)} signals"
+                )
+        if self.finetune.finetune.num_classes != len(STAGES):
+            raise ValueError(
+                f"finetune.finetune.num_classes is {self.finetune.finetune.num_classes}; the "
+                f"sleep stages are {len(STAGES)} ({', '.join(STAGES)})"
+            )
+        return self
 
 
 def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> SleepConfig:
@@ -212,8 +244,12 @@ def finetune_config(cfg: SleepConfig, method: str, init: str | Path | None = Non
 
 
 # ---------------------------------------------------------------------- steps
-def write_splits(store: EpochStore, spec: SplitSpec, path: Path) -> dict[str, list[str]]:
-    """Subject splits over the labelled subjects; unlabelled subjects join the pretraining pool."""
+def write_splits(
+    store: EpochStore, spec: SplitSpec, path: Path, *, force: bool = False
+) -> dict[str, list[str]]:
+    """Subject splits over the labelled subjects; unlabelled subjects join the pretraining pool.
+    An existing ``path`` with a different split is replaced only with ``force``
+    (:func:`relpos.sleep.store.save_splits`); the same split is left as it is."""
     subjects = np.asarray(store.subjects)
     labelled_subjects = sorted(set(subjects[store.subject_index[store.labels >= 0]].tolist()))
     unlabelled = sorted(set(subjects.tolist()) - set(labelled_subjects))
@@ -228,7 +264,7 @@ def write_splits(store: EpochStore, spec: SplitSpec, path: Path) -> dict[str, li
         carved = set(rng.choice(splits["finetune"], spec.val_from_finetune, replace=False).tolist())
         splits["val"] = sorted(splits.get("val", []) + sorted(carved))
         splits["finetune"] = [s for s in splits["finetune"] if s not in carved]
-    save_splits(splits, path)
+    save_splits(splits, path, force=force)
     return splits
 
 
@@ -265,7 +301,7 @@ def pretrain_data(
 
 
 def run_pretrain(cfg: TrainConfig, data: EpochDataset, out: Path) -> tuple[Path, dict[str, Any]]:
-    _, result = train(cfg, data, out, groups=data.record_index)
+    _, result = train(cfg, data, out, groups=data.record_index, provenance=provenance(data))
     assert result.encoder_path is not None
     return result.encoder_path, describe(result)
 
@@ -284,66 +320,12 @@ def run_finetune(
     stop = cfg.finetune.early_stopping is not None
     _, result = train(
         cfg, data, out, groups=data.record_index, class_weights=weights,
-        val_dataset=val if stop else None,
+        val_dataset=val if stop else None, provenance=provenance(data),
     )  # fmt: skip
     assert result.final_checkpoint is not None
     return result.final_checkpoint, describe(result)
 
 
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    data: EpochDataset,
-    out: Path | None = None,
-    *,
-    batch_size: int = 512,
-    plots: bool = True,
-) -> dict[str, Any]:
-    """Kappa, accuracy, macro-F1, per-class F1 and confusion of a finetuned checkpoint on
-    ``data``; with ``out``: ``metrics.json``, ``confusion.png`` and ``hypnogram.png`` (one
-    subject, true vs predicted)."""
-    model, cfg = load_model(checkpoint)
-    if cfg.task != "finetune":
-        raise ValueError(f"{checkpoint}: a pretraining checkpoint cannot be evaluated on stages")
-    pred = predict(model, cfg, data, batch_size=batch_size)
-    report = classification_report(pred["label"], pred["pred"], STAGES)
-    subjects = np.asarray(data.store.subjects)
-    per_subject = {}
-    for s in np.unique(pred["group"]):
-        m = pred["group"] == s
-        per_subject[str(subjects[s])] = classification_report(
-            pred["label"][m], pred["pred"][m], STAGES
-        )["kappa"]
-    report["per_subject_kappa"] = per_subject
-    report["checkpoint"] = str(checkpoint)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", report)
-        if plots:
-            _plots(report, pred, data, out)
-    return report
-
-
-def _plots(
-    report: dict[str, Any], pred: dict[str, np.ndarray], data: EpochDataset, out: Path
-) -> None:
-    try:
-        from relpos.analysis.plots import plot_confusion
-        from relpos.sleep.plots import plot_hypnogram
-    except ImportError as exc:  # matplotlib is an extra
-        log.warning("plots skipped (%s); install relpos[plot]", exc)
-        return
-    plot_confusion(np.asarray(report["confusion"]), STAGES, path=out / "confusion.png")
-    first = pred["group"][0]
-    m = pred["group"] == first
-    order = np.argsort(data.store.epoch_index[data.indices[m]], kind="stable")
-    plot_hypnogram(
-        pred["label"][m][order], pred["pred"][m][order], STAGES, path=out / "hypnogram.png"
-    )
-    report["hypnogram_subject"] = str(np.asarray(data.store.subjects)[first])
-
-
-# ---------------------------------------------------------------------- the whole experiment
-#: the table label of the spectral floor (band powers + LDA)
 FLOOR_LABEL = "spectral floor: band powers + LDA"
 
 
@@ -401,11 +383,7 @@ def prepare_data(
     timings["prepare"] = time.perf_counter() - t
     store = EpochStore(out / "store")
     split_path = out / "splits.json"
-    splits = (
-        load_splits(split_path)
-        if split_path.exists()
-        else write_splits(store, cfg.splits, split_path)
-    )
+    splits = write_splits(store, cfg.splits, split_path)  # refuses to change an existing split
     data = datasets(store, splits, cfg.context)
     print(
         "splits (subjects): "

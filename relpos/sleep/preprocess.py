@@ -43,15 +43,22 @@ __all__ = [
     "default_pipeline",
     "drop_bad_epochs",
     "fir_filter",
+    "implausible_signal",
     "instance_norm",
 ]
 
 #: Default threshold (physical units, uV) under which an epoch's channel std counts as flat.
 FLAT_STD = 1e-6
+#: Range (uV) of the median per-epoch, per-channel std of stored EEG outside which a record
+#: gets a warning: sleep EEG after the 0.1-30 Hz bandpass has ~5-50 uV; 100x off suggests
+#: other units, a wrong gain or bytes that are not a signal.
+PLAUSIBLE_STD_UV = (0.5, 500.0)
+#: Share of a record's epochs dropped (NaN or flat) above which it gets a warning.
+PLAUSIBLE_DROPPED = 0.5
 
 
 class _StepBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,8 +79,8 @@ class Bandpass(_StepBase):
     """
 
     name: Literal["bandpass"] = "bandpass"
-    l_freq: float | None = 0.1
-    h_freq: float | None = 30.0
+    l_freq: float | None = Field(default=0.1, gt=0)
+    h_freq: float | None = Field(default=30.0, gt=0)
     method: Literal["fir", "iir"] = "fir"
     iir_order: int = Field(default=4, ge=1, le=16)
     engine: Literal["fast", "mne"] = "fast"
@@ -446,3 +453,36 @@ def drop_bad_epochs(
     if keep.all():
         return epochs, labels, keep, counts
     return epochs[keep], None if labels is None else labels[keep], keep, counts
+
+
+def implausible_signal(kept: np.ndarray, dropped: dict[str, int], n_epochs: int) -> str | None:
+    """Why a prepared record's signal looks implausible, or None.
+
+    Two checks: the median over epochs and channels of the per-epoch std of the kept epochs
+    lies outside :data:`PLAUSIBLE_STD_UV` (physical units, uV for EEG), or more than
+    :data:`PLAUSIBLE_DROPPED` of the ``n_epochs`` epochs were dropped as NaN or flat.
+
+    Args:
+        kept: (m, C, S) the epochs kept by :func:`drop_bad_epochs` (float).
+        dropped: its ``{"nan", "flat"}`` counts.
+        n_epochs: epochs before dropping.
+
+    Returns:
+        A one-line reason (both when both checks fail), or None.
+    """
+    why = []
+    if kept.shape[0] and kept.shape[1]:
+        std = float(np.median(kept.std(axis=-1, dtype=np.float32)))
+        lo, hi = PLAUSIBLE_STD_UV
+        if not lo <= std <= hi:
+            why.append(
+                f"median epoch std {std:.3g} uV is far outside EEG's {lo:g}-{hi:g} uV "
+                f"(other units, a wrong gain or not a signal?)"
+            )
+    n_bad = int(dropped.get("nan", 0)) + int(dropped.get("flat", 0))
+    if n_epochs and n_bad > PLAUSIBLE_DROPPED * n_epochs:
+        why.append(
+            f"{n_bad} of {n_epochs} epochs dropped (NaN {dropped.get('nan', 0)}, flat "
+            f"{dropped.get('flat', 0)})"
+        )
+    return "; ".join(why) or None

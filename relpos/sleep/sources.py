@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from relpos.sleep.store import EpochDataset, EpochStore, load_splits
 from relpos.train.data import SourceData
 
-__all__ = ["eeg_store", "store_dataset"]
+__all__ = ["eeg_store", "provenance", "store_dataset", "trained_subjects"]
 
 
 def store_dataset(
@@ -50,4 +52,29 @@ def eeg_store(
     """A store's split, grouped by record, with its stage labels (for class weights);
     ``context``/``complete`` as in :func:`store_dataset` (``--data-option context=5``)."""
     data = store_dataset(path, split, labelled, context=context, complete=complete, **kwargs)
-    return SourceData(data, groups=data.record_index, labels=data.labels)
+    return SourceData(
+        data, groups=data.record_index, labels=data.labels, provenance=provenance(data, split)
+    )
+
+
+def provenance(data: EpochDataset, split: str | None = None) -> dict[str, Any]:
+    """What a run trained on, for its checkpoints: the store, the split's name and the subjects
+    whose epochs ``data`` serves (so that ``relpos evaluate`` can warn about test leakage)."""
+    present = np.unique(data.store.subject_index[data.indices])
+    return {
+        "store": str(data.store.root),
+        "split": split,
+        "subjects": [str(data.store.subjects[i]) for i in present],
+    }
+
+
+def trained_subjects(prov: dict[str, Any]) -> dict[str, set[str]]:
+    """``{role: subjects}`` of a checkpoint's provenance: ``trained`` (its own run) and
+    ``pretrained`` (the run its ``finetune.init`` came from, and so on down the chain)."""
+    out: dict[str, set[str]] = {}
+    role = "trained"
+    while isinstance(prov, dict) and prov:
+        if prov.get("subjects"):
+            out.setdefault(role, set()).update(map(str, prov["subjects"]))
+        prov, role = prov.get("init") or {}, "pretrained"
+    return out

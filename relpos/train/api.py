@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from relpos.nn.vit import ViT
 from relpos.train.callbacks import Callback
-from relpos.train.checkpoint import load_encoder, load_encoder_weights
+from relpos.train.checkpoint import (
+    check_provenance,
+    load_encoder,
+    load_encoder_weights,
+    read_provenance,
+)
 from relpos.train.config import TrainConfig, build_model
 from relpos.train.loop import EvalFn, ValFn, fit
 from relpos.train.metrics import classification_report
@@ -53,6 +59,8 @@ def train(
     resume: bool = True,
     callbacks: Iterable[Callback] = (),
     val_dataset: Dataset | None = None,
+    force_new: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, FitResult]:
     """Build the model of ``cfg`` and run the training loop on ``dataset``.
 
@@ -60,9 +68,14 @@ def train(
     (``relpos.train.callbacks.Callback``) observe the run on rank 0. ``val_dataset``
     (finetuning only: labelled ``(x, y, [group])``) is scored with :func:`validation_metrics`
     at each epoch end (``split: "val"`` records), or as ``finetune.early_stopping`` says.
+    ``force_new`` starts over in place instead of resuming. ``provenance`` (a JSON-able dict,
+    e.g. the subjects trained on) is stored in every checkpoint, ``final.pt`` and
+    ``encoder.json``; when finetuning from ``finetune.init``, that file's own provenance is
+    carried along under ``provenance["init"]``.
     """
     if val_dataset is not None and cfg.task != "finetune":
         raise ValueError("val_dataset is only used for finetuning (task='finetune')")
+    prov = check_provenance(provenance)
     torch.manual_seed(cfg.runtime.seed)
     task: Task
     val_fn: ValFn | None = None
@@ -75,6 +88,8 @@ def train(
     if cfg.task == "finetune":
         model: nn.Module = build_finetune_model(cfg)
         task = FinetuneTask(cfg, class_weights=class_weights, augment=augment)
+        if cfg.finetune.init:
+            prov["init"] = read_provenance(cfg.finetune.init)
     else:
         model = build_model(cfg)
         task = make_task(cfg, augment=augment)
@@ -89,6 +104,8 @@ def train(
         eval_fn=eval_fn,
         callbacks=callbacks,
         val_fn=val_fn,
+        force_new=force_new,
+        provenance=prov,
     )
     return model, result
 

@@ -96,7 +96,9 @@ class CallbackList(Callback):
 
 class MetricsWriter(Callback):
     """Appends every logged record to ``metrics.jsonl`` as one JSON line (the loop's own log;
-    ``relpos report`` reads it)."""
+    ``relpos report`` reads it) and counts them in ``state.metrics_records``, which each
+    checkpoint carries, so that a resumed run cuts the log back to its checkpoint
+    (:func:`relpos.train.rundir.repair_metrics`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -104,3 +106,5 @@ class MetricsWriter(Callback):
     def on_log(self, state: RunState, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if state is not None:
+            state.metrics_records += 1

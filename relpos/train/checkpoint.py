@@ -1,6 +1,12 @@
 """Checkpoints that lose nothing: atomic writes (through ``relpos.core.atomic``), RNG states,
 fallback to the previous one when the newest is damaged, encoder export to safetensors, and
-loaders that rebuild models from the config a checkpoint carries."""
+loaders that rebuild models from the config a checkpoint carries.
+
+Every error here is one line naming the file: a failed write (a full disk) is an ``OSError``
+that says the earlier checkpoints are intact, a file that does not load a ``ValueError``.
+Checkpoints, ``final.pt``, ``best.pt`` and ``encoder.json`` carry the run's ``provenance``
+(a JSON-able dict the caller chose, e.g. the subjects it trained on; see
+:func:`read_provenance`)."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import torch
 from torch import nn
 
 from relpos.core.atomic import TMP_MARK, atomic_path, atomic_write_json
+from relpos.errors import one_line
 from relpos.nn.vit import ViT
 from relpos.train.config import TrainConfig, build_model
 
@@ -28,24 +35,54 @@ __all__ = [
     "CheckpointManager",
     "atomic_save",
     "capture_rng",
+    "check_provenance",
     "check_writable",
     "export_encoder",
+    "first_line",
     "load_checkpoint",
     "load_encoder",
     "load_model",
+    "read_provenance",
     "restore_rng",
 ]
 
 _CKPT = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 
+def first_line(exc: BaseException) -> str:
+    """A foreign exception's message as one short line: the first line of a long one (torch's
+    unpickling and size-mismatch errors span a dozen), else :func:`relpos.errors.one_line`;
+    cut to its first sentence when that is still long (torch's advice paragraphs)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    text = lines[0] if len(lines) > 1 else one_line(exc)
+    if len(text) > 160 and ". " in text[40:]:
+        text = text[: text.index(". ", 40)]
+    return text
+
+
+def _write_error(path: Path, exc: Exception) -> OSError:
+    """A one-line ``OSError`` (same ``errno``) for a write that failed and left nothing behind."""
+    reason = getattr(exc, "strerror", None) or first_line(exc)
+    err = OSError(
+        f"cannot write {path} ({reason}); the earlier checkpoints are intact: free some space "
+        "(or fix the disk) and rerun the same command to resume from the last one"
+    )
+    err.errno = getattr(exc, "errno", None)
+    return err
+
+
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through :func:`relpos.core.atomic.atomic_path` (temporary file, fsync,
     rename, fsync of the directory): a reader sees the old file or the complete new one, never
-    a partial write."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-    return Path(path)
+    a partial write. A failed write (e.g. a full disk) raises a one-line ``OSError`` naming
+    ``path``; its temporary file is removed."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    return path
 
 
 def check_writable(directory: str | Path, need_bytes: int = 0) -> Path:
@@ -59,7 +96,10 @@ def check_writable(directory: str | Path, need_bytes: int = 0) -> Path:
         probe.unlink()
     except OSError as exc:
         raise PermissionError(f"output directory {directory} is not writable: {exc}") from exc
-    free = shutil.disk_usage(directory).free
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError as exc:
+        raise OSError(f"cannot read the free space of {directory}: {first_line(exc)}") from exc
     if free < need_bytes:
         raise OSError(
             f"not enough free disk space in {directory}: need about {need_bytes / 2**20:.0f} MiB "
@@ -119,7 +159,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"checkpoint {path} is damaged or not a relpos checkpoint: {exc}") from exc
+        raise ValueError(
+            f"checkpoint {path} is damaged or not a relpos checkpoint: {first_line(exc)}"
+        ) from exc
 
 
 class CheckpointManager:
@@ -137,7 +179,11 @@ class CheckpointManager:
         return sorted(found, key=lambda p: p.name, reverse=True)
 
     def save(self, state: dict[str, Any], step: int) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write ``ckpt-<step>.pt`` atomically, then prune to the newest ``keep``."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(self.directory, exc) from exc
         for stale in self.directory.glob(f".ckpt-*{TMP_MARK}*"):
             stale.unlink(missing_ok=True)  # leftovers of a killed write
         path = atomic_save(state, self.directory / f"ckpt-{step:09d}.pt")
@@ -145,18 +191,45 @@ class CheckpointManager:
             old.unlink(missing_ok=True)
         return path
 
+    def scan(
+        self, map_location: str | torch.device = "cpu"
+    ) -> tuple[tuple[Path, dict[str, Any]] | None, list[tuple[Path, str]]]:
+        """The newest checkpoint that loads (``(path, payload)`` or ``None``) and the newer ones
+        that did not (``(path, reason)``), without a word: see :meth:`damage_report`."""
+        damaged: list[tuple[Path, str]] = []
+        for path in self.paths():
+            try:
+                return (path, load_checkpoint(path, map_location)), damaged
+            except ValueError as exc:
+                damaged.append((path, first_line(exc.__cause__ or exc)))
+        return None, damaged
+
+    def damage_report(
+        self, found: tuple[Path, Any] | None, damaged: list[tuple[Path, str]]
+    ) -> str | None:
+        """One line on what :meth:`scan` skipped: the damaged checkpoints and the one used
+        instead, or that all of them are damaged; ``None`` when none was."""
+        if not damaged:
+            return None
+        why = "; ".join(f"{p.name}: {reason}" for p, reason in damaged)
+        if found is None:
+            return f"all {len(damaged)} checkpoints in {self.directory} are damaged ({why})"
+        names = ", ".join(p.name for p, _ in damaged)
+        return (
+            f"damaged checkpoint {names} in {self.directory} ({why}); falling back to the "
+            f"previous checkpoint {found[0].name}"
+        )
+
     def latest(
         self, map_location: str | torch.device = "cpu"
     ) -> tuple[Path, dict[str, Any]] | None:
         """The newest checkpoint that loads; damaged ones are skipped with a warning."""
-        for path in self.paths():
-            try:
-                return path, load_checkpoint(path, map_location)
-            except ValueError as exc:
-                msg = f"{exc}; falling back to the previous checkpoint"
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                log.warning(msg)
-        return None
+        found, damaged = self.scan(map_location)
+        msg = self.damage_report(found, damaged)
+        if msg is not None:
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            log.warning(msg)
+        return found
 
 
 # ---------------------------------------------------------------------- models from checkpoints
@@ -179,11 +252,16 @@ def load_model(
 ) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model a checkpoint describes (from its config) and load its weights."""
     ckpt = load_checkpoint(path, map_location)
-    if "config" not in ckpt or "model" not in ckpt:
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"checkpoint {path} carries no config/model (not written by relpos)")
-    cfg = TrainConfig.model_validate(ckpt["config"])
-    model = build_model(cfg)
-    model.load_state_dict(ckpt["model"])
+    try:
+        cfg = TrainConfig.model_validate(ckpt["config"])
+        model = build_model(cfg)
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"checkpoint {path}: its config or weights do not rebuild a model: {first_line(exc)}"
+        ) from exc
     return model, cfg
 
 
@@ -195,10 +273,60 @@ def export_encoder(model: nn.Module, path: str | Path, extra: dict[str, Any] | N
     enc = encoder_of(model)
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "relpos": "encoder"})
-    atomic_write_json(path.with_suffix(".json"), {"vit": enc.config, **(extra or {})})
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt", "relpos": "encoder"})
+    except Exception as exc:  # OSError, or SafetensorError wrapping the I/O error
+        raise _write_error(path, exc) from exc
+    meta = path.with_suffix(".json")
+    try:
+        atomic_write_json(meta, {"vit": enc.config, **(extra or {})})
+    except OSError as exc:
+        raise _write_error(meta, exc) from exc
     return path
+
+
+def _encoder_meta(path: Path) -> dict[str, Any]:
+    """``encoder.json`` beside an ``encoder.safetensors`` export; errors name the file."""
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{path}: the encoder config {meta_path.name} is missing beside it")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, OSError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{meta_path}: not a readable encoder config ({first_line(exc)})") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("vit"), dict):
+        raise ValueError(f"{meta_path}: no 'vit' entry (not an encoder config written by relpos)")
+    return meta
+
+
+def check_provenance(provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """``provenance`` as plain JSON data (tuples become lists), so that checkpoints stay
+    ``weights_only``-loadable and ``encoder.json`` writable; a ``ValueError`` if it is not."""
+    if provenance is None:
+        return {}
+    try:
+        data = json.loads(json.dumps(provenance, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"provenance must be JSON-able data: {first_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"provenance must be a dict, got {type(provenance).__name__}")
+    return data
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The ``provenance`` dict a run stored in a checkpoint (``.pt``: ``ckpt-*``, ``final.pt``,
+    ``best.pt``) or an encoder export (``.safetensors``, from its ``encoder.json``); ``{}`` when
+    the file carries none. Errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"file not found: {path}")
+    if path.suffix in (".safetensors", ".json"):
+        prov = _encoder_meta(path.with_suffix(".safetensors")).get("provenance")
+    else:
+        ckpt = load_checkpoint(path)
+        prov = ckpt.get("provenance") if isinstance(ckpt, dict) else None
+    return dict(prov) if isinstance(prov, dict) else {}
 
 
 def load_encoder(
@@ -216,13 +344,13 @@ def load_encoder(
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        meta_path = path.with_suffix(".json")
-        if not meta_path.exists():
-            raise FileNotFoundError(
-                f"{path}: the encoder config {meta_path.name} is missing beside it"
-            )
-        config = json.loads(meta_path.read_text())["vit"]
-        state = load_file(str(path), device=str(map_location))
+        config = _encoder_meta(path)["vit"]
+        try:
+            state = load_file(str(path), device=str(map_location))
+        except Exception as exc:  # SafetensorError, OSError: damaged or truncated
+            raise ValueError(
+                f"{path}: damaged or not a safetensors file ({first_line(exc)})"
+            ) from exc
     else:
         ckpt = load_checkpoint(path, map_location)
         model, _ = load_model(path, map_location) if "config" in ckpt else (None, None)
@@ -230,7 +358,12 @@ def load_encoder(
             raise ValueError(f"{path}: not a relpos checkpoint")
         enc = encoder_of(model)
         config, state = enc.config, enc.state_dict()
-    encoder = ViT(**{**config, **overrides})
+    try:
+        encoder = ViT(**{**config, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: its encoder config does not build a ViT: {first_line(exc)}"
+        ) from exc
     load_encoder_weights(encoder, state, source=str(path))
     return encoder
 

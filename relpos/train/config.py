@@ -9,12 +9,14 @@ name with :func:`load_preset`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import torch
 import yaml
 from pydantic import (
     BaseModel,
@@ -29,6 +31,7 @@ from pydantic import (
 from torch import nn
 
 from relpos.core.atomic import atomic_write_text
+from relpos.core.checks import Dim, Rate, Seed, Size, Steps
 from relpos.core.modality import MODALITIES, Modality, get_modality
 from relpos.core.sampler_configs import (
     BoxesConfig,
@@ -41,6 +44,7 @@ from relpos.core.sampler_configs import (
 )
 from relpos.core.samplers import Grid, SpanSampler
 from relpos.core.tokenizer import TokenizerConfig
+from relpos.errors import one_line
 from relpos.nn.heads import HEADS
 from relpos.nn.vit import MODELS, ViT, create_model
 from relpos.train.methods import build_part, get_method, pretraining_methods
@@ -75,7 +79,9 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Configs: unknown keys, NaN and infinities are errors; assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------- samplers
@@ -100,9 +106,9 @@ class ModalityConfig(Base):
     """
 
     name: str = "signal"
-    channels: Annotated[int, Field(ge=1)] = 6
-    extent: list[Annotated[int, Field(ge=1)]] = [3000]
-    token_shape: list[Annotated[int, Field(ge=1)]] = [100]
+    channels: Dim = 6
+    extent: Annotated[list[Size], Field(min_length=1)] = [3000]
+    token_shape: Annotated[list[Dim], Field(min_length=1)] = [100]
     options: dict[str, Any] = {}
     tokenizer: TokenizerConfig = TokenizerConfig()
 
@@ -142,20 +148,17 @@ class ModalityConfig(Base):
         return len(self.extent)
 
 
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
 class EncoderConfig(Base):
     """A ViT preset (``relpos models``) plus overrides; position settings come from the task."""
 
     preset: str = "vit_eeg_mini"
-    dim: Annotated[int, Field(ge=1)] | None = None
-    depth: Annotated[int, Field(ge=1)] | None = None
-    heads: Annotated[int, Field(ge=1)] | None = None
-    mlp_ratio: Annotated[float, Field(gt=0)] | None = None
-    drop: Fraction | None = None
-    attn_drop: Fraction | None = None
-    drop_path: Fraction | None = None
+    dim: Dim | None = None
+    depth: Annotated[int, Field(ge=1, le=1024)] | None = None
+    heads: Dim | None = None
+    mlp_ratio: Annotated[float, Field(gt=0, le=64)] | None = None
+    drop: Rate | None = None
+    attn_drop: Rate | None = None
+    drop_path: Rate | None = None
     class_token: bool | None = None
     # tokenizer: "linear" (the paper's) or "conv" (a small conv stem per token); None: the preset's
     embed: Literal["linear", "conv"] | None = None
@@ -164,6 +167,17 @@ class EncoderConfig(Base):
     @classmethod
     def _known_preset(cls, v: str) -> str:
         return MODELS.check(v, "encoder preset")
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> EncoderConfig:
+        preset = MODELS.get(self.preset)
+        dim, heads = self.dim or preset.get("dim"), self.heads or preset.get("heads")
+        if isinstance(dim, int) and isinstance(heads, int) and dim % heads:
+            raise ValueError(
+                f"encoder.dim ({dim}) must be divisible by encoder.heads ({heads}) "
+                f"(preset {self.preset!r} and overrides)"
+            )
+        return self
 
     def build(self, **task: Any) -> ViT:
         overrides = {k: v for k, v in self.model_dump(exclude={"preset"}).items() if v is not None}
@@ -175,12 +189,12 @@ class PretextConfig(Base):
     head and targets; the encoder's positions."""
 
     sampler: SamplerField = WindowsConfig()
-    num_pairs: Annotated[int, Field(ge=1)] = 128
+    num_pairs: Annotated[int, Field(ge=1, le=1_000_000)] = 128
     head: str = "cross_attention"
     head_kwargs: dict[str, Any] = {}
     scale: Literal["ratio", "log"] | None = None
     pos_embed: Literal["none", "sincos"] = "none"
-    pos_drop: Fraction = 0.0
+    pos_drop: Rate = 0.0
     pos_unit: Annotated[float, Field(gt=0)] = 1.0
     # pairs the loss averages over: all, or those whose target / either member lost its position
     score: Literal["all", "dropped_target", "dropped_either"] = "all"
@@ -197,6 +211,25 @@ class PretextConfig(Base):
     @classmethod
     def _known_head(cls, v: str) -> str:
         return HEADS.check(v, "head")
+
+    @model_validator(mode="after")
+    def _known_head_kwargs(self) -> PretextConfig:
+        # dim and out_dim come from the encoder and the target; the rest must be the head's
+        params = inspect.signature(HEADS.get(self.head)).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        known = sorted(k for k in params if k not in ("self", "dim", "out_dim"))
+        for key in self.head_kwargs:
+            if key in ("dim", "out_dim"):
+                raise ValueError(
+                    f"head_kwargs.{key}: set by relpos ({key} comes from the "
+                    f"{'encoder' if key == 'dim' else 'method target'}), not a head option"
+                )
+            if key not in params and not takes_any:
+                raise ValueError(
+                    f"head_kwargs.{key}: not an option of head {self.head!r} "
+                    f"(known: {', '.join(known)})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _known_method(self) -> PretextConfig:
@@ -238,10 +271,10 @@ class FinetuneConfig(Base):
     (the image experiment builds it from its own ``augment`` list).
     """
 
-    num_classes: Annotated[int, Field(ge=1)] = 5
+    num_classes: Annotated[int, Field(ge=1, le=1_000_000)] = 5
     grid: GridConfig = GridConfig()
     pos_embed: Literal["none", "learned", "sincos"] = "learned"
-    pos_drop: Fraction = 0.0  # fraction of tokens whose position encoding is dropped in training
+    pos_drop: Rate = 0.0  # fraction of tokens whose position encoding is dropped in training
     linear_probe: bool = False  # freeze the encoder, train only the classifier
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     class_balanced: bool = False  # weight the loss by inverse class frequency
@@ -264,20 +297,19 @@ class FinetuneConfig(Base):
 
 
 class OptimConfig(Base):
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    min_lr: Annotated[float, Field(ge=0)] = 1e-5
-    weight_decay: Annotated[float, Field(ge=0)] = 0.05
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
-        0.9,
-        0.95,
-    )
-    warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
-    epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: Annotated[int, Field(ge=1)] = 128
-    accum_steps: Annotated[int, Field(ge=1)] = 1
+    """The optimiser and the budget: every count is at least 1, so a run never has 0 steps."""
+
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    min_lr: Annotated[float, Field(ge=0, le=10)] = 1e-5
+    weight_decay: Annotated[float, Field(ge=0, le=100)] = 0.05
+    betas: tuple[Rate, Rate] = (0.9, 0.95)
+    warmup_epochs: Annotated[float, Field(ge=0, le=100_000)] = 1.0
+    epochs: Steps = 10
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 128
+    accum_steps: Annotated[int, Field(ge=1, le=100_000)] = 1
     clip_grad: Annotated[float, Field(gt=0)] | None = 1.0
     # stop after this many optimiser steps (budgets, tests)
-    max_steps: Annotated[int, Field(ge=1)] | None = None
+    max_steps: Steps | None = None
     # train for at least this many optimiser steps: epochs rise to ceil(min_steps / steps per
     # epoch) when that is more (max_steps still caps; the schedule spans the resulting total)
     min_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
@@ -287,12 +319,25 @@ class RuntimeConfig(Base):
     device: str = "auto"  # auto | cpu | cuda | cuda:1
     amp: Literal["none", "bf16", "fp16", "auto"] = "auto"  # auto: bf16 on GPUs that have it
     compile: bool = False
-    seed: Annotated[int, Field(ge=0)] = 0
-    num_workers: Annotated[int, Field(ge=0)] = 0
-    checkpoint_every: Annotated[int, Field(ge=0)] = 500  # optimiser steps; 0: only at epoch ends
-    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
-    log_every: Annotated[int, Field(ge=1)] = 20
+    seed: Seed = 0
+    num_workers: Annotated[int, Field(ge=0, le=1024)] = 0
+    # optimiser steps; 0: only at epoch ends
+    checkpoint_every: Annotated[int, Field(ge=0, le=1_000_000_000)] = 500
+    keep_checkpoints: Annotated[int, Field(ge=1, le=10_000)] = 2
+    log_every: Steps = 20
     progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if v != "auto":
+            try:
+                torch.device(v)
+            except (RuntimeError, ValueError):
+                raise ValueError(
+                    f"unknown device {v!r}; known: auto, cpu, cuda, cuda:<index>, mps"
+                ) from None
+        return v
 
 
 class TrainConfig(Base):
@@ -320,6 +365,17 @@ class TrainConfig(Base):
                     f"{field} {sampler.kind!r} draws {axes}-D spans but modality {m.name!r} has "
                     f"{m.ndim} axes (extent {m.extent})"
                 )
+        # the samplers build and fit the extent: one draw with a generator of its own (the
+        # global random state is untouched), so a bad size fails at load, not at the first batch
+        extent = tuple(m.extent)
+        for field, _ in checks:
+            try:
+                if field == "finetune.grid":
+                    self.grid_sampler().num_spans(extent)
+                else:
+                    self.pretext_sampler()(extent, 1, generator=torch.Generator())
+            except ValueError as exc:
+                raise ValueError(f"{field}: {exc}") from None
         return self
 
     def pretext_sampler(self) -> SpanSampler:
@@ -400,11 +456,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 # ---------------------------------------------------------------------- files
 def _read(path: Path) -> dict[str, Any]:
-    text = path.read_text()
     try:
+        text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot parse config: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        msg = " ".join(str(exc).split())  # YAML errors span lines
+        raise ValueError(f"{path}: cannot parse config: {msg}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
     return data
@@ -418,7 +475,7 @@ def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ign
     try:
         return cls.model_validate(_read(path))
     except ValidationError as exc:
-        raise ValueError(f"{path}: invalid {cls.__name__}:\n{exc}") from exc
+        raise ValueError(f"{path}: invalid {cls.__name__}: {one_line(exc)}") from exc
 
 
 def save_config(cfg: BaseModel, path: str | Path) -> Path:
@@ -458,7 +515,7 @@ def load_preset(name: str, cls: type[T], overrides: dict[str, Any] | None = None
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"preset {name!r}: invalid {cls.__name__}:\n{exc}") from exc
+        raise ValueError(f"preset {name!r}: invalid {cls.__name__}: {one_line(exc)}") from exc
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -473,12 +530,18 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["optim.lr=3e-4", "runtime.amp=bf16"]`` -> nested dict (values parsed as YAML)."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
+        key, eq, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or not all(parts):
             raise ValueError(f"override {item!r} must look like key.path=value")
-        key, value = item.split("=", 1)
         node = out
-        parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {p!r} was set to a value, not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            msg = " ".join(str(exc).split())
+            raise ValueError(f"override {item!r}: cannot parse the value: {msg}") from exc
     return out

@@ -16,6 +16,7 @@ names no domain.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,14 @@ DataFactory = Callable[..., Any]
 
 @dataclass
 class SourceData:
-    """What a data source yields: the dataset, optional ``groups (n,)`` and ``labels (n,)``."""
+    """What a data source yields: the dataset, optional ``groups (n,)`` and ``labels (n,)``, and
+    an optional JSON-able ``provenance`` (what the data is, e.g. its subjects) that the run's
+    checkpoints carry."""
 
     dataset: Dataset
     groups: np.ndarray | None = None
     labels: np.ndarray | None = None
+    provenance: dict[str, Any] | None = None
 
 
 #: data source name -> ``factory(path, split, labelled, **kwargs)``
@@ -101,12 +105,17 @@ def read_arrays(path: str | Path, what: str = "data file") -> dict[str, np.ndarr
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}")
-    if path.suffix == ".npy":
-        return {"x": np.load(path)}
-    if path.suffix == ".npz":
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"{path}: a {what} must be a .npz or .npy file")
+    try:
+        if path.suffix == ".npy":
+            return {"x": np.load(path)}
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    raise ValueError(f"{path}: a {what} must be a .npz or .npy file")
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        # a truncated or damaged file (numpy's errors do not name it); pickles stay refused
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"{path}: cannot read the {what}: {msg}") from exc
 
 
 def load_arrays(path: str | Path, split: str, labelled: bool, **kwargs: Any) -> SourceData:

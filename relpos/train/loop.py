@@ -8,7 +8,8 @@ linear warm-up and cosine decay, gradient accumulation and clipping, mixed preci
 - ``metrics.jsonl``: one JSON record per logged step (loss, lr, samples/s, task metrics);
 - ``checkpoints/ckpt-<step>.pt``: model, optimiser, scheduler, scaler, step, epoch, RNG states
   and config, atomically, every ``runtime.checkpoint_every`` steps and at each epoch end;
-- ``final.pt`` and ``encoder.safetensors`` (+ ``encoder.json``) at the end.
+- ``final.pt`` and ``encoder.safetensors`` (+ ``encoder.json``) at the end;
+- ``.lock``: locked (``flock``) while the run goes on.
 
 With a validation function (``val_fn``) it also logs ``split: "val"`` records; with
 ``finetune.early_stopping`` it keeps the best weights in ``best.pt``, stops once the metric has
@@ -16,7 +17,11 @@ not improved for ``patience`` evaluations, and ``final.pt``/``encoder.safetensor
 the best weights (see :func:`relpos.train.validation.validate`).
 
 Restarted on the same ``out_dir`` it continues from the newest complete checkpoint, replaying
-the data order and random draws of an uninterrupted run.
+the data order and random draws of an uninterrupted run. Before writing anything it locks
+``out_dir`` against a second run and checks that the config matches the checkpoint's
+(:mod:`relpos.train.rundir`: budget changes continue with a warning, others are an error;
+``force_new=True`` starts over in place), and it cuts ``metrics.jsonl`` back to the checkpoint
+so that the log holds each step once.
 
 ``fit`` is a sequence of named steps around one :class:`~relpos.train.state.RunState`:
 :func:`setup`, :func:`restore`, :func:`wrap`, then per epoch :func:`train_epoch` (which calls
@@ -28,7 +33,6 @@ the data order and random draws of an uninterrupted run.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sized
@@ -48,14 +52,16 @@ from relpos.train.checkpoint import (
     CheckpointManager,
     atomic_save,
     capture_rng,
-    check_writable,
+    check_provenance,
     encoder_of,
     export_encoder,
     load_checkpoint,
     restore_rng,
 )
-from relpos.train.config import OptimConfig, TrainConfig, save_config
+from relpos.train.config import TrainConfig
 from relpos.train.order import EpochSampler
+from relpos.train.rundir import RunDir, open_run_dir
+from relpos.train.schedule import amp_dtype, budget, checkpoint_bytes, lr_at, param_groups
 from relpos.train.state import EarlyStopping, FitResult, LogWindow, Meter, RunState
 from relpos.train.tasks import Task
 from relpos.train.validation import ValFn, validate, weights_payload
@@ -70,7 +76,6 @@ __all__ = [
     "fit",
     "forward_backward",
     "log_step",
-    "lr_at",
     "optimizer_step",
     "restore",
     "save_checkpoint",
@@ -83,68 +88,12 @@ __all__ = [
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 
 
-def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
-    if warmup > 0 and step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms, [CLS] and position tables."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(("cls_token", "pos_embed")) else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "none":
-        return None
-    if amp == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def _estimate_checkpoint_bytes(model: nn.Module) -> int:
-    n = sum(p.numel() * p.element_size() for p in model.parameters())
-    return 3 * n + (1 << 20)  # weights + two AdamW moments + headroom
-
-
 def _seed(seed: int) -> torch.Generator:
     """Seed torch, numpy and python with ``seed``; return the span generator seeded alike."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - user code may draw from it
     random.seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def _budget(opt: OptimConfig, sampler: EpochSampler) -> tuple[int, int, int, int]:
-    """``(steps_per_epoch, total_steps, warmup_steps, epochs)`` for this rank's share of the
-    data; ``epochs`` is ``optim.epochs``, raised to reach ``optim.min_steps`` steps."""
-    per_step = opt.batch_size * opt.accum_steps
-    steps_per_epoch = sampler.epoch_length(0) // per_step
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"dataset too small: {sampler.epoch_length(0)} examples per rank cannot fill one step of "
-            f"batch_size={opt.batch_size} x accum_steps={opt.accum_steps}"
-        )
-    epochs = opt.epochs
-    if opt.min_steps is not None:
-        epochs = max(epochs, math.ceil(opt.min_steps / steps_per_epoch))
-    total_steps = steps_per_epoch * epochs
-    if opt.max_steps is not None:
-        total_steps = min(total_steps, opt.max_steps)
-    return steps_per_epoch, total_steps, int(opt.warmup_epochs * steps_per_epoch), epochs
 
 
 def setup(
@@ -155,27 +104,16 @@ def setup(
     out_dir: str | Path,
     *,
     groups: np.ndarray | None = None,
+    resume: bool = True,
+    force_new: bool = False,
 ) -> RunState:
-    """Join the process group, check and prepare ``out_dir`` (rank 0 writes ``config.yaml``),
-    seed every RNG with ``seed + rank``, move the model to its device, let the task prepare it
-    (e.g. freeze the encoder for a linear probe), and build optimiser, schedule and scaler."""
+    """Join the process group, check the budget, prepare ``out_dir`` (rank 0: lock it, decide
+    where to start, write ``config.yaml``; see :func:`relpos.train.rundir.open_run_dir`), seed
+    every RNG with ``seed + rank``, move the model to its device, let the task prepare it (e.g.
+    freeze the encoder for a linear probe), and build optimiser, schedule and scaler."""
     rt, opt = cfg.runtime, cfg.optim
     dist = D.setup(rt.device)
     out = Path(out_dir)
-    if dist.is_main:
-        need = _estimate_checkpoint_bytes(model) * (rt.keep_checkpoints + 2)
-        check_writable(out, need_bytes=need)
-        save_config(cfg, out / "config.yaml")
-    D.barrier()
-
-    span_gen = _seed(rt.seed + dist.rank)
-    model.to(dist.device)
-    prepare = getattr(task, "prepare", None)
-    if prepare is not None:
-        prepare(model)
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, opt.weight_decay), lr=opt.lr, betas=opt.betas
-    )
     sampler = EpochSampler(
         len(cast(Sized, dataset)),
         seed=rt.seed,
@@ -183,14 +121,28 @@ def setup(
         world_size=dist.world_size,
         groups=groups,
     )
-    steps_per_epoch, total_steps, warmup, epochs = _budget(opt, sampler)
+    steps_per_epoch, total_steps, warmup, epochs = budget(opt, sampler)
+    span_gen = _seed(rt.seed + dist.rank)
+    model.to(dist.device)
+    prepare = getattr(task, "prepare", None)
+    if prepare is not None:
+        prepare(model)
+    optimizer = torch.optim.AdamW(param_groups(model, opt.weight_decay), lr=opt.lr, betas=opt.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total_steps, warmup, opt.lr, opt.min_lr) / opt.lr
     )
-    amp_dtype = _amp_dtype(rt.amp, dist.device)
+    autocast = amp_dtype(rt.amp, dist.device)
     scaler = torch.amp.GradScaler(
-        "cuda", enabled=amp_dtype == torch.float16 and dist.device.type == "cuda"
+        "cuda", enabled=autocast == torch.float16 and dist.device.type == "cuda"
     )
+    checkpoints = CheckpointManager(out / "checkpoints", keep=rt.keep_checkpoints)
+    run_dir = RunDir(out)
+    if dist.is_main:  # the first write into out_dir, and nothing can fail after it here
+        need = checkpoint_bytes(model) * (rt.keep_checkpoints + 2)
+        run_dir = open_run_dir(
+            cfg, out, checkpoints, need_bytes=need, resume=resume, force_new=force_new
+        )
+    D.barrier()
     return RunState(
         cfg=cfg,
         out_dir=out,
@@ -201,18 +153,25 @@ def setup(
         scaler=scaler,
         span_gen=span_gen,
         sampler=sampler,
-        checkpoints=CheckpointManager(out / "checkpoints", keep=rt.keep_checkpoints),
-        amp_dtype=amp_dtype,
+        checkpoints=checkpoints,
+        amp_dtype=autocast,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         num_epochs=epochs,
+        run_dir=run_dir,
+        metrics_records=run_dir.records,
     )
 
 
 def restore(state: RunState) -> None:
-    """Continue from the newest checkpoint that loads, if any: weights, optimiser, schedule,
-    scaler, position and the RNG states of this rank."""
-    found = state.checkpoints.latest(map_location="cpu")  # RNG states must stay on the CPU
+    """Continue from the newest checkpoint that loads, if any (rank 0: the one
+    :func:`setup` chose and checked): weights, optimiser, schedule, scaler, position and the RNG
+    states of this rank."""
+    run_dir = state.run_dir
+    if run_dir is not None and run_dir.lock is not None:
+        found, run_dir.found = run_dir.found, None
+    else:  # RNG states must stay on the CPU
+        found = state.checkpoints.latest(map_location="cpu")
     if found is None:
         return
     state.resumed_from, ck = found
@@ -441,7 +400,9 @@ def finish(state: RunState, callbacks: Callback) -> FitResult:
         if es is not None and es.best_step is not None:
             payload["step"] = es.best_step
         atomic_save(payload, final)
-        extra = {"modality": state.cfg.modality.model_dump()}
+        extra: dict[str, Any] = {"modality": state.cfg.modality.model_dump()}
+        if state.provenance:
+            extra["provenance"] = state.provenance
         export_encoder(state.model, encoder_path, extra=extra)
     D.barrier()
     result = FitResult(
@@ -473,6 +434,8 @@ def fit(
     collate_fn: Callable[[Any], Any] | None = None,
     callbacks: Iterable[Callback] = (),
     val_fn: ValFn | None = None,
+    force_new: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``dataset`` with ``task``; see the module docstring for the outputs.
 
@@ -482,7 +445,12 @@ def fit(
             has one, runs once the model is on its device.
         groups: optional ``(len(dataset),)`` record id per example, for contiguous chunked
             reads and per-record sharding under DDP.
-        resume: continue from ``out_dir/checkpoints`` if it holds a checkpoint.
+        resume: continue from ``out_dir/checkpoints`` if it holds a checkpoint (``False``:
+            refuse a directory that holds checkpoints).
+        force_new: start over in place: remove this run's checkpoints, logs and exports
+            (:func:`relpos.train.rundir.clear_run`) instead of resuming.
+        provenance: a JSON-able dict stored in every checkpoint, ``final.pt``, ``best.pt``
+            and ``encoder.json`` (read back with :func:`relpos.train.checkpoint.read_provenance`).
         eval_fn: ``eval_fn(model, epoch) -> metrics`` called on rank 0 after every epoch.
         val_fn: ``val_fn(model) -> metrics`` on a validation set, run by :func:`validate` at
             each epoch end, or every ``finetune.early_stopping.every`` steps. Required by
@@ -498,17 +466,25 @@ def fit(
             "finetune.early_stopping needs a validation set: pass val_dataset= to "
             "relpos.train.api.train (or val_fn= to fit)"
         )
-    state = setup(cfg, model, task, dataset, out_dir, groups=groups)
-    state.early_stopping = EarlyStopping(es) if es is not None else None
-    if resume:
-        restore(state)
-    wrap(state)
-    main = state.dist.is_main
-    hooks = CallbackList(
-        [MetricsWriter(state.out_dir / "metrics.jsonl"), *callbacks] if main else []
+    prov = check_provenance(provenance)
+    state = setup(
+        cfg, model, task, dataset, out_dir, groups=groups, resume=resume, force_new=force_new
     )
-    hooks.on_fit_start(state)
-    while not state.finished:
-        train_epoch(state, task, dataset, hooks, collate_fn, val_fn)
-        end_epoch(state, hooks, eval_fn, val_fn)
-    return finish(state, hooks)
+    try:
+        state.provenance = prov
+        state.early_stopping = EarlyStopping(es) if es is not None else None
+        if resume:
+            restore(state)
+        wrap(state)
+        main = state.dist.is_main
+        hooks = CallbackList(
+            [MetricsWriter(state.out_dir / "metrics.jsonl"), *callbacks] if main else []
+        )
+        hooks.on_fit_start(state)
+        while not state.finished:
+            train_epoch(state, task, dataset, hooks, collate_fn, val_fn)
+            end_epoch(state, hooks, eval_fn, val_fn)
+        return finish(state, hooks)
+    finally:
+        if state.run_dir is not None:
+            state.run_dir.release()

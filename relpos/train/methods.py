@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from relpos.core.mae import MAE
-from relpos.core.part import PART
+from relpos.core.part import PART, head_out_dim
 from relpos.core.positions import MP3, DropPos
 from relpos.core.pretext import as_encoder
+from relpos.core.registry import unknown_name
 from relpos.core.rp import RelativePositioning
 from relpos.nn.decoders import MAEDecoder
 from relpos.nn.heads import create_head
@@ -181,7 +182,7 @@ def get_method(name: str, known: Sequence[str] | None = None) -> Method:
     """
     names = list(known) if known is not None else list_methods()
     if name not in names or name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(names)}")
+        raise unknown_name("method", name, names)
     return _METHODS[name]
 
 
@@ -207,14 +208,14 @@ def _grid_size(cfg: TrainConfig, name: str) -> int:
 def build_part(cfg: TrainConfig, encoder: nn.Module) -> nn.Module:
     """PART: the relative head over the encoder, with the pretext section's pair settings."""
     p, m = cfg.pretext, cfg.modality
-    out_dim = m.ndim * (2 if p.scale else 1) * (2 if p.loss == "gaussian_nll" else 1)
+    out_dim = head_out_dim(m.ndim, p.scale, p.loss)
     kwargs = dict(p.head_kwargs)
     if p.head == "mlp":
         kwargs.setdefault("num_tokens", cfg.pretext_sampler().num_spans(tuple(m.extent)))
     head = create_head(p.head, as_encoder(encoder).dim, out_dim, **kwargs)
     return PART(
         encoder, head, p.num_pairs, scale=p.scale, score=p.score, loss=p.loss,
-        normalize=p.normalize,
+        normalize=p.normalize, ndim=m.ndim,
     )  # fmt: skip
 
 

@@ -1,12 +1,20 @@
-"""``relpos report RUN_DIR``: read a run's ``metrics.jsonl``, print a summary and plot curves."""
+"""``relpos report RUN_DIR``: read a run's ``metrics.jsonl``, print a summary and plot curves.
+
+A log cut by a kill is read with a warning, never a crash: a partial last line is skipped, and
+a record glued to a partial one (written by older versions that resumed without repairing the
+log) is recovered.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = ["format_summary", "load_metrics", "plot_metrics", "summarize"]
 
@@ -20,18 +28,36 @@ def load_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
         raise FileNotFoundError(f"{path} not found: is {run_dir} a relpos run directory?")
     train: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise OSError(f"cannot read {path}: {exc.strerror or exc}") from exc
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines):
-                continue  # a run killed mid-write leaves a partial last line
-            raise ValueError(f"{path}:{i}: not a JSON record") from None
+        rec, start = _record(line)
+        if rec is None and i == len(lines):
+            log.warning("%s:%d: skipped a partial last line (a run killed mid-write)", path, i)
+            continue
+        if rec is None:
+            raise ValueError(f"{path}:{i}: not a JSON record")
+        if start:
+            log.warning("%s:%d: dropped a partial record glued to the next one", path, i)
         (evals if rec.get("split") else train).append(rec)
     return train, evals
+
+
+def _record(line: str) -> tuple[dict[str, Any] | None, int]:
+    """The record on one line and where it starts: for ``<partial>{...}`` (a cut write followed
+    by a whole record) the whole record at the end; ``(None, 0)`` if there is none."""
+    for start in [0] + [i for i in range(1, len(line)) if line.startswith('{"', i)]:
+        try:
+            rec = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            return rec, start
+    return None, 0
 
 
 def summarize(run_dir: str | Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from relpos.train.checkpoint import CheckpointManager
 from relpos.train.config import EarlyStoppingConfig, TrainConfig
 from relpos.train.distributed import DistInfo
 from relpos.train.order import EpochSampler
+from relpos.train.rundir import RunDir
 
 __all__ = ["EarlyStopping", "FitResult", "Meter", "RunState"]
 
@@ -81,8 +82,11 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the progress; ``stopped`` follows this config's ``patience`` (a resumed run
+        may have raised or lowered it)."""
         self.best, self.best_step = state["best"], state["best_step"]
-        self.bad_evals, self.stopped = int(state["bad_evals"]), bool(state["stopped"])
+        self.bad_evals = int(state["bad_evals"])
+        self.stopped = self.bad_evals >= self.cfg.patience
 
     def broadcast(self, device: torch.device) -> None:
         """Take rank 0's progress on every rank, so that all stop together (a collective;
@@ -158,6 +162,12 @@ class RunState:
     last: dict[str, float] = field(default_factory=dict)
     step_metrics: dict[str, float] = field(default_factory=dict)
     throughput: list[float] = field(default_factory=list)
+    # rank 0: the run directory's lock and resume decision (relpos.train.rundir)
+    run_dir: RunDir | None = None
+    # records in metrics.jsonl (rank 0; the MetricsWriter counts them, checkpoints carry it)
+    metrics_records: int = 0
+    # a JSON-able dict stored in checkpoints, final.pt, best.pt and encoder.json
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -196,8 +206,9 @@ class RunState:
         return self.done or self.stopped or self.epoch >= self.epochs
 
     def checkpoint_state(self, rngs: Any) -> dict[str, Any]:
-        """The checkpoint payload (``rngs``: the RNG states of every rank), with the early
-        stopping progress under ``early_stopping`` when the run uses it."""
+        """The checkpoint payload (``rngs``: the RNG states of every rank), with the count of
+        ``metrics.jsonl`` records so far (``metrics_records``), the ``provenance`` when there is
+        one, and the early stopping progress under ``early_stopping`` when the run uses it."""
         payload = {
             "config": self.cfg.model_dump(mode="json"),
             "model": self.model.state_dict(),
@@ -209,7 +220,10 @@ class RunState:
             "step_in_epoch": self.step_in_epoch,
             "rng": rngs,
             "world_size": self.dist.world_size,
+            "metrics_records": self.metrics_records,
         }
+        if self.provenance:
+            payload["provenance"] = self.provenance
         if self.early_stopping is not None:
             payload["early_stopping"] = self.early_stopping.state_dict()
         return payload

@@ -21,12 +21,16 @@ ValFn = Callable[[nn.Module], dict[str, float]]
 
 
 def weights_payload(state: RunState) -> dict[str, Any]:
-    """The ``final.pt``/``best.pt`` payload: config, model weights, step."""
-    return {
+    """The ``final.pt``/``best.pt`` payload: config, model weights, step (and the run's
+    ``provenance`` when it has one)."""
+    payload: dict[str, Any] = {
         "config": state.cfg.model_dump(mode="json"),
         "model": state.model.state_dict(),
         "step": state.step,
     }
+    if state.provenance:
+        payload["provenance"] = state.provenance
+    return payload
 
 
 def validate(state: RunState, val_fn: ValFn, callbacks: Callback) -> None:

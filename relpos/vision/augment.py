@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import Tensor
 
 from relpos.core.random import draw
+from relpos.core.registry import unknown_name
 
 __all__ = [
     "Augment",
@@ -138,9 +139,10 @@ class _Compose:
         return f"augment[{', '.join(parts)}]"
 
 
-_AUGMENTS: dict[str, tuple[Callable[..., Tensor], str, Callable[[str], Any]]] = {
-    "flip": (random_flip, "p", float),
-    "crop": (random_crop, "padding", int),
+#: name -> (function, its parameter, the parameter's type, its lowest and highest value)
+_AUGMENTS: dict[str, tuple[Callable[..., Tensor], str, Callable[[str], Any], float, float]] = {
+    "flip": (random_flip, "p", float, 0.0, 1.0),
+    "crop": (random_crop, "padding", int, 0, 1024),
 }
 
 
@@ -159,13 +161,15 @@ def make_augment(names: Sequence[str] | None) -> Augment:
         name, _, arg = str(raw).partition(":")
         name = name.strip().lower()
         if name not in _AUGMENTS:
-            raise ValueError(f"unknown augmentation {raw!r}; known: {', '.join(_AUGMENTS)}")
-        fn, param, cast = _AUGMENTS[name]
+            raise unknown_name("augmentation", raw, _AUGMENTS)
+        fn, param, cast, lo, hi = _AUGMENTS[name]
         kw = {}
         if arg:
             try:
                 kw[param] = cast(arg)
             except ValueError as err:
                 raise ValueError(f"augmentation {raw!r}: bad {param} {arg!r}") from err
+            if not lo <= kw[param] <= hi:  # NaN fails too
+                raise ValueError(f"augmentation {raw!r}: {param} must lie in [{lo}, {hi}]")
         steps.append((name, fn, kw))
     return _Compose(steps)

@@ -33,10 +33,34 @@ _CIFAR: dict[str, dict[str, Any]] = {
 }
 
 
+#: the globals a CIFAR pickle may name: numpy's array and dtype reconstruction and the codec
+#: Python 2 pickles use for bytes. Anything else (os.system, builtins.eval, ...) is refused.
+_SAFE_GLOBALS = frozenset(
+    {
+        *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+          for n in ("_reconstruct", "scalar")),
+        *((m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)  # fmt: skip
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not CIFAR data)")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
+    """A CIFAR batch file as a ``str``-keyed dict, through :class:`_CifarUnpickler`."""
     try:
         with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
+            d = _CifarUnpickler(fh, encoding="bytes").load()
     except Exception as err:
         raise ValueError(f"cannot read CIFAR file {path}: {err}") from err
     if not isinstance(d, dict):

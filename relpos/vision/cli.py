@@ -31,8 +31,7 @@ def demo(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
     elif args.seeds:
         from relpos.vision.comparison import run_image_seeds
 
-        seeds = [int(s) for s in args.seeds.split(",")]
-        res = run_image_seeds(cfg, out, seeds, progress=not args.no_progress)
+        res = run_image_seeds(cfg, out, args.seeds, progress=not args.no_progress)
     else:
         res = run_image_demo(cfg, out, progress=not args.no_progress)
     print()

@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from relpos.core.atomic import atomic_write_json
+from relpos.core.checks import Seed, Size, Steps, check_names
 from relpos.core.part import PART
+from relpos.nn.heads import HEADS
 from relpos.train import recipes
 from relpos.train.api import predict, train
 from relpos.train.config import (
@@ -36,7 +38,7 @@ from relpos.train.pretext_eval import headline, pretext_scores
 from relpos.train.recipes import Column, describe, method_label, quiet
 from relpos.vision.augment import channel_stats, make_augment, normalize
 from relpos.vision.datasets import ArrayImageDataset, split_per_class, train_test_split_indices
-from relpos.vision.registry import load_image_dataset
+from relpos.vision.registry import list_image_datasets, load_image_dataset
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,17 @@ class DatasetSpec(Base):
     fallback: str | None = "digits"  # when the optional package of `name` is missing
     kwargs: dict[str, Any] = Field(default_factory=dict)
     test_kwargs: dict[str, Any] | None = None  # a separate test set (e.g. CIFAR's test split)
-    test_fraction: float = 0.2
-    max_train: int | None = None
-    max_test: int | None = None
-    seed: int = 0
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    max_train: Size | None = None
+    max_test: Size | None = None
+    seed: Seed = 0
+
+    @field_validator("name", "fallback")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_names([v], list_image_datasets(), "image dataset")
+        return v
 
 
 class ImageConfig(Base):
@@ -101,7 +110,9 @@ class ImageConfig(Base):
 
     name: str = "image"
     dataset: DatasetSpec = DatasetSpec()
-    label_budgets: list[int] = Field(default_factory=lambda: [10, 50])
+    label_budgets: Annotated[list[Size], Field(min_length=1)] = Field(
+        default_factory=lambda: [10, 50]
+    )
     methods: list[str] = Field(
         default_factory=lambda: [
             "part",
@@ -114,12 +125,35 @@ class ImageConfig(Base):
     linear_probe: list[PretrainMethod] = Field(default_factory=lambda: list(PROBED))
     pretrain: TrainConfig
     finetune: TrainConfig
-    finetune_steps: int = 300  # optimiser steps per finetuning run, whatever the label budget
+    # optimiser steps per finetuning run, whatever the label budget
+    finetune_steps: Steps = 300
     part_grid: GridConfig = GridConfig()
     scale_sampler: BoxesConfig | None = None  # PART + scale: boxes of varying height/width
     augment: list[str] = Field(default_factory=lambda: ["crop"])
     heads: list[str] = Field(default_factory=lambda: ["cross_attention", "pairwise_mlp", "mlp"])
     figures: bool = True
+
+    @field_validator("methods", "linear_probe", mode="before")
+    @classmethod
+    def _known_methods(cls, v: Any, info: ValidationInfo) -> Any:
+        known = METHODS if info.field_name == "methods" else get_args(PretrainMethod)
+        return check_names(v, known, "method") if isinstance(v, list) else v
+
+    @field_validator("label_budgets")
+    @classmethod
+    def _distinct_budgets(cls, v: list[int]) -> list[int]:
+        return check_names(v, v, "label budget")
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augments(cls, v: list[str]) -> list[str]:
+        make_augment(v)  # unknown names and bad arguments fail here, listing the known ones
+        return v
+
+    @field_validator("heads")
+    @classmethod
+    def _known_heads(cls, v: list[str]) -> list[str]:
+        return check_names([HEADS.check(h) for h in v], v, "head")
 
 
 def load_image_config(name: str, overrides: dict[str, Any] | None = None) -> ImageConfig:

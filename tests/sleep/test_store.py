@@ -149,6 +149,7 @@ def test_prepare_layout_labels_and_index(src: Path, tmp_path: Path) -> None:
     assert s.class_counts == {"W": 8, "N1": 8, "N2": 12, "N3": 8, "R": 16, "unlabelled": 5}
     assert json.loads((out / "summary.json").read_text())["n_epochs"] == len(store)
     assert "epochs in store" in s.format()
+    assert s.warnings == {} and s.repaired == {} and "warnings" not in s.format()
     assert (out / "index.npz").is_file()
 
 
@@ -446,6 +447,7 @@ def test_prepare_real_header_and_annotations(tmp_path: Path) -> None:
     scipy.io.savemat(d / "tr03-0005.mat", {"val": val}, format="4")
     s = prepare_store(tmp_path / "src", tmp_path / "store", progress=False)
     assert s.n_new == 1
+    assert s.warnings == {}  # the real gains give a plausible EEG amplitude
     meta = json.loads((tmp_path / "store" / "records" / "tr03-0005.json").read_text())
     assert meta["onset_sample"] == 72000 and meta["n_epochs"] == (160000 - 72000) // EPOCH
     hyp = Path(__file__).parents[2] / "relpos" / "sleep" / "resources" / "hypnograms.tsv.gz"

@@ -223,6 +223,26 @@ def test_config_is_a_pydantic_model():
     assert rec["gains"][:11] == [1.0] * 11
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("fs", 96),
+        ("eeg_amplitude", float("nan")),
+        ("eeg_amplitude", 0.0),
+        ("pops_per_hour", float("inf")),
+        ("transition_mix_prob", 1.5),
+        ("alpha_freq_range", (11.5, 8.5)),
+        ("alpha_freq_range", (0.0, 30.0)),
+        ("uv_gain_choices", (1.0, 1e6)),
+        ("uv_gain_choices", ()),
+    ],
+)
+def test_config_numbers_are_bounded(field, value):
+    """Issue 12: every number of the generator's config has physical bounds."""
+    with pytest.raises(ValueError, match=field):
+        SyntheticConfig(**{field: value})
+
+
 # ------------------------------------------------------------------------------------------
 # determinism, idempotent dataset writing
 # ------------------------------------------------------------------------------------------

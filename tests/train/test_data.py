@@ -82,3 +82,22 @@ def test_image_sources(tmp_path):
 def test_eeg_store_source_errors(tmp_path):
     with pytest.raises((FileNotFoundError, ValueError)):
         load_data("eeg_store", tmp_path / "no-store", "pretrain", False)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_damaged_array_files_are_named(tmp_path, suffix):
+    """A truncated file, or one holding pickled objects, is a ValueError naming the file (numpy
+    raises EOFError, BadZipFile or a ValueError that does not name it)."""
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npz":
+        np.savez(path, x=np.zeros((50, 3)))
+    else:
+        np.save(path, np.zeros((50, 3)))
+    path.write_bytes(path.read_bytes()[:150])
+    with pytest.raises(ValueError, match=rf"{path.name}: cannot read the data file: ") as info:
+        load_arrays(path, "train", False)
+    assert "\n" not in str(info.value)
+    if suffix == ".npy":
+        np.save(path, np.array([object()], dtype=object), allow_pickle=True)
+        with pytest.raises(ValueError, match="Object arrays cannot be loaded"):
+            load_arrays(path, "train", False)

@@ -17,8 +17,9 @@ from relpos.train.api import train, validation_metrics
 from relpos.train.callbacks import Callback
 from relpos.train.checkpoint import CheckpointManager, load_checkpoint
 from relpos.train.config import EarlyStoppingConfig, TrainConfig, build_model, merge
-from relpos.train.loop import _budget, fit
+from relpos.train.loop import fit
 from relpos.train.order import EpochSampler
+from relpos.train.schedule import budget
 from relpos.train.state import EarlyStopping
 from relpos.train.tasks import make_task
 
@@ -55,13 +56,13 @@ STUCK = {"metric": "accuracy", "mode": "max", "min_delta": 1.0}
 def test_budget_min_steps_raises_epochs_and_max_steps_caps():
     sampler = EpochSampler(96, seed=0)
     base = tiny_config(epochs=2).optim
-    assert _budget(base, sampler) == (6, 12, 3, 2)
+    assert budget(base, sampler) == (6, 12, 3, 2)
     raised = tiny_config(epochs=2, min_steps=25).optim
-    assert _budget(raised, sampler) == (6, 30, 3, 5)  # ceil(25 / 6) = 5 epochs
+    assert budget(raised, sampler) == (6, 30, 3, 5)  # ceil(25 / 6) = 5 epochs
     low = tiny_config(epochs=2, min_steps=7).optim
-    assert _budget(low, sampler) == (6, 12, 3, 2)  # already enough steps
+    assert budget(low, sampler) == (6, 12, 3, 2)  # already enough steps
     capped = tiny_config(epochs=2, min_steps=25, max_steps=20).optim
-    assert _budget(capped, sampler) == (6, 20, 3, 5)
+    assert budget(capped, sampler) == (6, 20, 3, 5)
 
 
 def test_min_steps_trains_longer_and_the_schedule_spans_it(tmp_path):
@@ -109,6 +110,19 @@ def test_tracker_min_max_delta_and_patience():
     again = EarlyStopping(hi.cfg)
     again.load_state_dict(hi.state_dict())
     assert again.state_dict() == {"best": 0.3, "best_step": 2, "bad_evals": 1, "stopped": True}
+
+
+def test_a_resumed_tracker_follows_the_new_patience():
+    old = EarlyStopping(EarlyStoppingConfig(patience=2))
+    for v in (1.0, 1.0, 1.0):
+        old.update(v, 1)
+    assert old.stopped
+    raised = EarlyStopping(EarlyStoppingConfig(patience=4))
+    raised.load_state_dict(old.state_dict())  # a budget change on resume: go on trying
+    assert raised.bad_evals == 2 and not raised.stopped
+    lowered = EarlyStopping(EarlyStoppingConfig(patience=1))
+    lowered.load_state_dict({**old.state_dict(), "bad_evals": 1, "stopped": False})
+    assert lowered.stopped
 
 
 def test_early_stopping_needs_a_validation_set(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,24 @@ def test_format_summary_lists_metrics_and_evals(tmp_path):
     assert lines[-1] == "eval after epoch 1 (step 4): kappa 0.5"
 
 
-def test_partial_last_line_is_skipped_but_a_bad_middle_line_names_it(tmp_path):
+def test_partial_last_line_is_skipped_but_a_bad_middle_line_names_it(tmp_path, caplog):
     run = _write(tmp_path / "killed", RECORDS, tail='{"step": 8, "epo')
-    assert summarize(run)["steps"] == 6
+    with caplog.at_level(logging.WARNING, logger="relpos.train.report"):
+        assert summarize(run)["steps"] == 6
+    assert "metrics.jsonl:5: skipped a partial last line" in caplog.text
     bad = _write(tmp_path / "bad", RECORDS[:1], tail="garbage\n" + json.dumps(RECORDS[1]) + "\n")
     with pytest.raises(ValueError, match=r"metrics\.jsonl:2: not a JSON record"):
         load_metrics(bad)
+
+
+def test_a_record_glued_to_a_partial_one_is_recovered(tmp_path, caplog):
+    # an older relpos appended to a log a kill had cut: '{"step": 6, "lo{"step": 6, ...}'
+    glued = '{"step": 6, "lo' + json.dumps(RECORDS[3]) + "\n"
+    run = _write(tmp_path / "glued", RECORDS[:3], tail=glued)
+    with caplog.at_level(logging.WARNING, logger="relpos.train.report"):
+        train, evals = load_metrics(run)
+    assert train == [RECORDS[0], RECORDS[1], RECORDS[3]] and evals == [RECORDS[2]]
+    assert "metrics.jsonl:4: dropped a partial record glued to the next one" in caplog.text
 
 
 def test_missing_or_empty_runs_fail_with_the_path(tmp_path):

@@ -27,8 +27,9 @@ from relpos.train.checkpoint import (
     load_model,
 )
 from relpos.train.config import TrainConfig, build_model
-from relpos.train.loop import fit, lr_at
+from relpos.train.loop import fit
 from relpos.train.order import EpochSampler
+from relpos.train.schedule import lr_at
 from relpos.train.tasks import FinetuneTask, make_task
 
 ROOT = Path(__file__).resolve().parents[2]

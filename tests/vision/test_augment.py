@@ -50,5 +50,21 @@ def test_make_augment():
     only_flip = make_augment(["flip:1.0"])
     assert torch.equal(only_flip(x, torch.Generator()), x.flip(-1))
     assert "crop(padding=4)" in repr(make_augment(["crop:4"]))
-    with pytest.raises(ValueError, match="rotate"):
+    with pytest.raises(ValueError, match=r"^unknown augmentation 'rotate'; known: flip, crop$"):
         make_augment(["rotate"])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("flip:1.5", r"augmentation 'flip:1.5': p must lie in \[0.0, 1.0\]"),
+        ("flip:nan", r"augmentation 'flip:nan': p must lie in"),
+        ("crop:-2", r"augmentation 'crop:-2': padding must lie in \[0, 1024\]"),
+        ("crop:2.5", r"augmentation 'crop:2.5': bad padding '2.5'"),
+    ],
+)
+def test_augment_arguments_are_checked_when_named(name, message):
+    """Out-of-range arguments fail when the list is read (the image config validates it at
+    load), not as a silently always-on flip or at the first batch."""
+    with pytest.raises(ValueError, match=message):
+        make_augment([name])

@@ -9,7 +9,13 @@ Modules: :mod:`~relpos.sleep.store.layout` (file names, format version, temporar
 """
 
 from relpos.sleep.store.context import MAX_CONTEXT, context_table
-from relpos.sleep.store.layout import FORMAT, VERSION, StoreMismatchError
+from relpos.sleep.store.layout import (
+    FORMAT,
+    VERSION,
+    StoreLockedError,
+    StoreMismatchError,
+    StoreWriteError,
+)
 from relpos.sleep.store.reader import EpochDataset, EpochStore
 from relpos.sleep.store.splits import SPLIT_KEYS, load_splits, make_splits, save_splits
 from relpos.sleep.store.summary import PrepareSummary
@@ -23,7 +29,9 @@ __all__ = [
     "EpochDataset",
     "EpochStore",
     "PrepareSummary",
+    "StoreLockedError",
     "StoreMismatchError",
+    "StoreWriteError",
     "context_table",
     "load_splits",
     "make_splits",

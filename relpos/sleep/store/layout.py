@@ -20,10 +20,14 @@ left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from relpos.core.atomic import TMP_MARK, atomic_write_text
 from relpos.sleep.format import STAGES
@@ -40,14 +44,19 @@ __all__ = [
     "STORE_FILE",
     "SUMMARY_FILE",
     "VERSION",
+    "StoreLockedError",
     "StoreMismatchError",
+    "StoreWriteError",
+    "check_record",
     "clean_temporaries",
     "is_temporary",
     "read_json",
     "record_meta_path",
     "record_npy_path",
     "skipped_path",
+    "store_lock",
     "write_json",
+    "writing",
 ]
 
 FORMAT = "relpos-epoch-store"
@@ -65,6 +74,31 @@ SKIPPED_DIR = "skipped"
 
 class StoreMismatchError(ValueError):
     """The store exists with other settings (pipeline, dtype, channels, version)."""
+
+
+class StoreLockedError(BlockingIOError):
+    """Another ``relpos prepare`` holds the store's lock (the message names the store)."""
+
+
+class StoreWriteError(OSError):
+    """Writing a store file failed (full disk, file-size limit, permissions, ...): the run
+    stops instead of marking records skipped (the message names the file)."""
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into a one-line :class:`StoreWriteError`
+    naming ``path``."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except OSError as e:
+        why = e.strerror or f"{' '.join(str(e).split())}: disk full or file-size limit?"
+        raise StoreWriteError(
+            f"{path}: write failed ({why}); prepare stopped and marked no record skipped: "
+            f"free space (or raise the file-size limit) and rerun"
+        ) from e
 
 
 def record_npy_path(root: Path, record_id: str) -> Path:
@@ -88,15 +122,105 @@ def is_temporary(name: str) -> bool:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON value in ``path``."""
-    with open(path) as f:
-        return json.load(f)
+    """The JSON value in ``path``.
+
+    Raises:
+        ValueError: the file is not valid UTF-8 JSON (one line naming the file).
+        OSError: it cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        detail = " ".join(str(e).split())
+        raise ValueError(f"{path}: damaged JSON file ({detail})") from e
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Replace ``path`` atomically with ``obj`` as compact JSON (record metas hold per-epoch
-    lists, which indentation would blow up to one line per epoch)."""
-    atomic_write_text(path, json.dumps(obj, separators=(",", ":")))
+    lists, which indentation would blow up to one line per epoch).
+
+    Raises:
+        StoreWriteError: the write failed (names ``path``).
+    """
+    with writing(path):
+        atomic_write_text(path, json.dumps(obj, separators=(",", ":")))
+
+
+def _npy_problem(path: Path, shape: tuple[int, ...], dtype: str) -> str | None:
+    """Why the ``.npy`` at ``path`` is not an array of ``shape`` and ``dtype`` whose data are
+    all on disk (header read only), or None."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                have, fortran, dt = np.lib.format.read_array_header_1_0(f)
+            else:
+                have, fortran, dt = np.lib.format.read_array_header_2_0(f)
+            data_start = f.tell()
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "its .npy is missing"
+    except (OSError, ValueError) as e:
+        return f"unreadable .npy header ({e})"
+    if tuple(have) != shape or dt != np.dtype(dtype) or fortran:
+        return f".npy holds {tuple(have)} {dt}, the meta says {shape} {dtype}"
+    want = data_start + int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    if size != want:
+        return f".npy is {size} bytes, its header implies {want} (truncated or damaged)"
+    return None
+
+
+def check_record(root: Path, record_id: str) -> str | None:
+    """Why a record's files in the store are not a finished record, or None when its meta
+    parses and its ``.npy`` matches the meta's shape and dtype with all data bytes present
+    (cheap: the ``.npy`` header and size only)."""
+    meta_path = record_meta_path(root, record_id)
+    if not meta_path.is_file():
+        return "no meta"
+    try:
+        m = read_json(meta_path)
+    except (OSError, ValueError) as e:
+        return " ".join(str(e).split())
+    try:
+        shape = tuple(int(v) for v in m["shape"])
+        dtype = str(m["dtype"])
+        n = int(m["n_epochs"])
+        lengths = {len(m[k]) for k in ("labels", "epoch_index", "onset_s")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"damaged meta ({' '.join(str(e).split())})"
+    if not shape or shape[0] != n or lengths != {n}:
+        return f"inconsistent meta (n_epochs {n}, shape {shape}, per-epoch lists {lengths})"
+    return _npy_problem(record_npy_path(root, record_id), shape, dtype)
+
+
+@contextlib.contextmanager
+def store_lock(store_dir: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``store_dir/.lock`` so that two prepare runs never share a
+    store (released when the process dies).
+
+    Raises:
+        StoreLockedError: another process holds it (one line naming the store).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    lock = store_dir / LOCK_FILE
+    with writing(lock):
+        fh = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise StoreLockedError(
+                f"{store_dir}: another relpos prepare is writing this store (it holds {lock}); "
+                f"wait for it to finish or stop it"
+            ) from e
+        yield
+    finally:
+        fh.close()
 
 
 def clean_temporaries(root: Path) -> int:

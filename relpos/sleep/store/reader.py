@@ -61,6 +61,21 @@ def _raise_nofile_limit(wanted: int) -> int:
     return 1 << 20 if soft == inf else int(soft)
 
 
+#: The arrays of ``index.npz`` (besides its ``fingerprint``).
+_INDEX_KEYS = (
+    "record_ids",
+    "record_subjects",
+    "offsets",
+    "labels",
+    "record_index",
+    "epoch_index",
+    "onsets",
+    "dropped",
+    "epoch_shape",
+    "fingerprint",
+)
+
+
 def _fingerprint(meta_files: list[os.DirEntry]) -> str:
     h = hashlib.sha1()
     for e in meta_files:
@@ -101,7 +116,10 @@ class EpochStore:
         cfg_path = self.root / STORE_FILE
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{cfg_path}: not an epoch store (run `relpos prepare`)")
-        self.config: dict[str, Any] = read_json(cfg_path)
+        config = read_json(cfg_path)
+        if not isinstance(config, dict):
+            raise StoreMismatchError(f"{cfg_path}: not a store config (a JSON object expected)")
+        self.config: dict[str, Any] = config
         if self.config.get("format") != FORMAT or self.config.get("version") != VERSION:
             raise StoreMismatchError(
                 f"{cfg_path}: unsupported store format {self.config.get('format')!r} "
@@ -152,9 +170,9 @@ class EpochStore:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     if str(z["fingerprint"]) == fp:
-                        return {k: z[k] for k in z.files}
-            except (OSError, ValueError, KeyError):
-                logger.warning("%s unreadable; rebuilding", path)
+                        return {k: z[k] for k in _INDEX_KEYS}
+            except Exception as e:  # a cache: any damage (BadZipFile, EOFError, ...) rebuilds it
+                logger.warning("%s unreadable (%s: %s); rebuilding", path, type(e).__name__, e)
         idx = self._build_index(metas)
         idx["fingerprint"] = np.asarray(fp)
         arrays: dict[str, Any] = idx
@@ -167,21 +185,44 @@ class EpochStore:
 
     def _build_index(self, metas: list[os.DirEntry]) -> dict[str, np.ndarray]:
         rids, subs, counts, labels, epochs, onsets, dropped = [], [], [], [], [], [], []
-        shapes: dict[tuple[int, int], list[str]] = {}
+        shapes: dict[tuple[int, ...], list[str]] = {}
         for e in metas:
-            m = read_json(Path(e.path))
-            rid = m["record_id"]
-            if not record_npy_path(self.root, rid).is_file():
-                logger.warning("%s: meta without .npy; ignored (re-run prepare)", rid)
-                continue
+            try:
+                m = read_json(Path(e.path))
+            except ValueError as ex:
+                raise ValueError(f"{ex}; rerun relpos prepare to redo the record") from ex
+            try:
+                rid = str(m["record_id"])
+                if not record_npy_path(self.root, rid).is_file():
+                    logger.warning("%s: meta without .npy; ignored (re-run prepare)", rid)
+                    continue
+                row = (
+                    str(m.get("subject_id", rid)),
+                    int(m["n_epochs"]),
+                    np.asarray(m["labels"], np.int8),
+                    np.asarray(m["epoch_index"], np.int32),
+                    np.asarray(m["onset_s"], np.float64),
+                    [int(m["dropped"].get("nan", 0)), int(m["dropped"].get("flat", 0))],
+                    tuple(int(v) for v in m["shape"][1:]),
+                )
+            except (KeyError, TypeError, ValueError, AttributeError) as ex:
+                raise ValueError(
+                    f"{e.path}: damaged record meta ({type(ex).__name__}: {ex}); rerun relpos "
+                    f"prepare to redo the record"
+                ) from ex
+            if not row[1] == len(row[2]) == len(row[3]) == len(row[4]):
+                raise ValueError(
+                    f"{e.path}: damaged record meta (n_epochs {row[1]}, but {len(row[2])} "
+                    f"labels); rerun relpos prepare to redo the record"
+                )
             rids.append(rid)
-            subs.append(m.get("subject_id", rid))
-            counts.append(int(m["n_epochs"]))
-            labels.append(np.asarray(m["labels"], np.int8))
-            epochs.append(np.asarray(m["epoch_index"], np.int32))
-            onsets.append(np.asarray(m["onset_s"], np.float64))
-            dropped.append([m["dropped"].get("nan", 0), m["dropped"].get("flat", 0)])
-            shapes.setdefault(tuple(m["shape"][1:]), []).append(rid)
+            subs.append(row[0])
+            counts.append(row[1])
+            labels.append(row[2])
+            epochs.append(row[3])
+            onsets.append(row[4])
+            dropped.append(row[5])
+            shapes.setdefault(row[6], []).append(rid)
         if len(shapes) > 1:
             detail = "; ".join(f"{k}: {v[:3]}" for k, v in shapes.items())
             raise StoreMismatchError(f"{self.root}: records have different epoch shapes: {detail}")
@@ -245,7 +286,13 @@ class EpochStore:
             while len(self._mm) >= self.max_open:
                 self._mm.popitem(last=False)
             path = record_npy_path(self.root, str(self.record_ids[r]))
-            mm = np.load(path, mmap_mode="r", allow_pickle=False)
+            try:
+                mm = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise StoreMismatchError(
+                    f"{path}: unreadable record file ({' '.join(str(e).split())}); rerun relpos "
+                    f"prepare to redo it"
+                ) from e
             n = self.offsets[r + 1] - self.offsets[r]
             if mm.shape != (n, *self.epoch_shape):
                 raise StoreMismatchError(

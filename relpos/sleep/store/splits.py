@@ -14,7 +14,7 @@ import numpy as np
 from relpos.core.atomic import atomic_write_text
 from relpos.sleep.store.layout import read_json
 
-__all__ = ["SPLIT_KEYS", "load_splits", "make_splits", "save_splits"]
+__all__ = ["SPLIT_KEYS", "load_splits", "make_splits", "save_splits", "split_changes"]
 
 SPLIT_KEYS: tuple[str, ...] = ("pretrain", "finetune", "val", "test")
 
@@ -92,10 +92,39 @@ def _check_splits(splits: dict[str, list[str]]) -> None:
             seen[s] = k
 
 
-def save_splits(splits: dict[str, list[str]], path: str | os.PathLike) -> None:
-    """Write splits as JSON (checked disjoint)."""
+def split_changes(old: dict[str, list[str]], new: dict[str, list[str]]) -> list[str]:
+    """``subject: old split -> new split`` for each subject whose split differs (sorted)."""
+    where_old = {s: k for k in SPLIT_KEYS for s in old.get(k, [])}
+    where_new = {s: k for k in SPLIT_KEYS for s in new.get(k, [])}
+    subjects = sorted(set(where_old) | set(where_new))
+    return [
+        f"{s}: {where_old.get(s, 'absent')} -> {where_new.get(s, 'absent')}"
+        for s in subjects
+        if where_old.get(s) != where_new.get(s)
+    ]
+
+
+def save_splits(
+    splits: dict[str, list[str]], path: str | os.PathLike, *, force: bool = False
+) -> None:
+    """Write splits as JSON (checked disjoint). An existing file that holds a different split
+    is replaced only with ``force``: models trained on it would otherwise be evaluated on their
+    own training subjects without anyone noticing."""
     _check_splits(splits)
     p = Path(path)
+    if p.exists() and not force:
+        try:
+            changes = split_changes(load_splits(p), splits)
+        except ValueError as exc:
+            raise FileExistsError(
+                f"{p} exists and is not a valid splits file ({exc}); replace it with --force"
+            ) from exc
+        if changes:
+            raise FileExistsError(
+                f"{p} holds a different split ({len(changes)} subjects would move, e.g. "
+                f"{changes[0]}); runs trained on it would be tested on their training subjects. "
+                "Give another --out, or --force to replace it"
+            )
     p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(p, json.dumps({k: list(splits[k]) for k in SPLIT_KEYS}, indent=1))
 

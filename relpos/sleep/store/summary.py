@@ -21,10 +21,14 @@ class PrepareSummary:
 
     Run counts: ``n_found`` records found, ``n_new`` prepared now, ``n_existing`` finished
     before, ``n_skipped_new`` skipped now, ``n_skipped_existing`` skipped before, ``n_failed``
-    lost to a crashed worker (not marked; retried next run). Store totals: ``n_records``,
-    ``n_epochs``, ``class_counts`` (W N1 N2 N3 R unlabelled), ``dropped`` ({"nan", "flat"}
-    epochs), ``skipped`` / ``failed`` (record id -> reason). ``timings``: seconds summed over
-    this run's new records per phase (read, bandpass, resample, drop, write).
+    lost to a crashed worker or an unexpected error (not marked; retried next run). Store
+    totals: ``n_records``, ``n_epochs``, ``class_counts`` (W N1 N2 N3 R unlabelled),
+    ``dropped`` ({"nan", "flat"} epochs), ``skipped`` / ``failed`` (record id -> reason).
+    ``warnings``: records prepared now whose signal looks implausible (record id -> why, see
+    :func:`relpos.sleep.preprocess.implausible_signal`; also in their meta). ``repaired``:
+    records whose store files were damaged and are prepared again (record id -> what was
+    wrong). ``timings``: seconds summed over this run's new records per phase (read,
+    bandpass, resample, drop, write).
     """
 
     store_dir: str
@@ -40,6 +44,8 @@ class PrepareSummary:
     dropped: dict[str, int] = field(default_factory=lambda: {"nan": 0, "flat": 0})
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
@@ -70,7 +76,13 @@ class PrepareSummary:
         rows.append(("elapsed (s)", f"{self.elapsed_s:.2f}"))
         w = max(len(str(r[0])) for r in rows)
         out = [f"{k!s:<{w}}  {v}" for k, v in rows]
-        for title, d in (("skipped", self.skipped), ("failed", self.failed)):
+        sections = (
+            ("skipped", self.skipped),
+            ("failed", self.failed),
+            ("repaired (damaged files, prepared again)", self.repaired),
+            ("warnings (implausible signal; check the record)", self.warnings),
+        )
+        for title, d in sections:
             if d:
                 out.append(f"{title}:")
                 out.extend(f"  {rid}: {reason}" for rid, reason in sorted(d.items()))

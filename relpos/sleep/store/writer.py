@@ -3,8 +3,16 @@
 Each file is replaced atomically (:mod:`relpos.core.atomic`); a record's ``.npy`` first, its
 meta ``.json`` last. A killed run therefore leaves at most temporary files (removed by the next
 run) or an ``.npy`` without meta (redone by the next run); a record counts as finished only
-when its meta exists. Re-running skips finished and skipped records and touches none of their
-files. Records are prepared in worker processes, one record per worker in memory.
+when its meta parses and its ``.npy`` header and size match it
+(:func:`~relpos.sleep.store.layout.check_record`); anything else is redone. Re-running skips
+finished and skipped records and touches none of their files. Records are prepared in worker
+processes, one record per worker in memory; workers die with the main process.
+
+A problem of the record itself (unreadable or inconsistent source files, too short, all epochs
+bad) skips it with its reason (``skipped/<id>.json``). A failing disk is not the record's fault:
+an ``OSError`` while writing the store stops the run with a one-line
+:class:`~relpos.sleep.store.layout.StoreWriteError` naming the file, after removing its
+temporary files, and marks nothing skipped, so that a rerun prepares those records.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,24 +29,34 @@ from typing import Any
 import numpy as np
 
 from relpos.core.atomic import atomic_path
+from relpos.core.workers import worker_pool
 from relpos.sleep.format import EEG_CHANNELS, UNLABELLED
 from relpos.sleep.physionet2018 import Record, RecordError, RecordFiles, find_records, read_record
-from relpos.sleep.preprocess import EpochedSignal, Pipeline, default_pipeline, drop_bad_epochs
+from relpos.sleep.preprocess import (
+    EpochedSignal,
+    Pipeline,
+    default_pipeline,
+    drop_bad_epochs,
+    implausible_signal,
+)
 from relpos.sleep.store.layout import (
     FORMAT,
-    LOCK_FILE,
     RECORDS_DIR,
     SKIPPED_DIR,
     STORE_FILE,
     SUMMARY_FILE,
     VERSION,
     StoreMismatchError,
+    StoreWriteError,
+    check_record,
     clean_temporaries,
     read_json,
     record_meta_path,
     record_npy_path,
     skipped_path,
+    store_lock,
     write_json,
+    writing,
 )
 from relpos.sleep.store.summary import PrepareSummary, store_totals
 
@@ -52,28 +69,8 @@ Result = dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------
-# lock and store config
+# store config
 # --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _store_lock(store_dir: Path) -> Iterator[None]:
-    """Exclusive advisory lock so that two prepare runs never share a store (released when
-    the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    fh = open(store_dir / LOCK_FILE, "a+")
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise RuntimeError(f"{store_dir}: another prepare run holds the store lock") from e
-        yield
-    finally:
-        fh.close()
 
 
 def _store_config(pipeline: Pipeline, channels: Sequence[str], dtype: str) -> dict[str, Any]:
@@ -102,13 +99,33 @@ def _store_config(pipeline: Pipeline, channels: Sequence[str], dtype: str) -> di
 _COMPARED = ("format", "version", "dtype", "channels", "pipeline")
 
 
-def _check_config(path: Path, have: dict[str, Any], want: dict[str, Any]) -> None:
-    diffs = [k for k in _COMPARED if have.get(k) != want.get(k)]
+def _differences(have: Any, want: Any, where: str) -> Iterator[str]:
+    """``"<where>.<key>[i]: store has X, requested Y"`` for each differing leaf."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        for k in [*have, *(k for k in want if k not in have)]:
+            if have.get(k) != want.get(k):
+                yield from _differences(have.get(k), want.get(k), f"{where}.{k}")
+    elif isinstance(have, list) and isinstance(want, list):
+        for i, (a, b) in enumerate(zip(have, want)):
+            if a != b:
+                yield from _differences(a, b, f"{where}[{i}]")
+        for i in range(min(len(have), len(want)), max(len(have), len(want))):
+            a, b = (have[i], "nothing") if i < len(have) else ("nothing", want[i])
+            yield f"{where}[{i}]: store has {a}, requested {b}"
+    elif have != want:
+        yield f"{where}: store has {have!r}, requested {want!r}"
+
+
+def _check_config(path: Path, have: Any, want: dict[str, Any]) -> None:
+    """Raise a one-line :class:`StoreMismatchError` naming each differing setting."""
+    if not isinstance(have, dict):
+        raise StoreMismatchError(f"{path}: not a store config (a JSON object expected)")
+    diffs = [d for k in _COMPARED for d in _differences(have.get(k), want.get(k), k)]
     if diffs:
-        lines = [f"  {k}: store has {have.get(k)!r}, requested {want.get(k)!r}" for k in diffs]
+        more = f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""
         raise StoreMismatchError(
-            f"{path} was prepared with other settings; use another store directory or delete "
-            f"it (stores are never mixed):\n" + "\n".join(lines)
+            f"{path} was prepared with other settings ({'; '.join(diffs[:4])}{more}); use "
+            f"another store directory or delete it (stores are never mixed)"
         )
 
 
@@ -121,8 +138,9 @@ def _open_store(root: Path, pipeline: Pipeline, channels: Sequence[str], dtype: 
         _check_config(cfg_path, read_json(cfg_path), cfg)
     else:
         write_json(cfg_path, cfg)
-    (root / RECORDS_DIR).mkdir(exist_ok=True)
-    (root / SKIPPED_DIR).mkdir(exist_ok=True)
+    for d in (root / RECORDS_DIR, root / SKIPPED_DIR):
+        with writing(d):
+            d.mkdir(exist_ok=True)
     clean_temporaries(root)
 
 
@@ -167,17 +185,19 @@ def _to_dtype(epochs: np.ndarray, dtype: str) -> tuple[np.ndarray, int]:
     return epochs.astype(dtype, copy=False), n_clipped
 
 
-def _write_record(
+def _prepare_record(
     rec: RecordFiles,
-    root: Path,
     pipeline: Pipeline,
     channels: tuple[str, ...],
     dtype: str,
     require_labels: bool,
     timings: dict[str, float],
-) -> int:
-    """Prepare one record and write its ``.npy``, then its meta; returns its epoch count."""
-    rid = rec.record_id
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Prepare one record in memory: (epochs (n, C, S) in ``dtype``, its meta).
+
+    The meta's ``warning`` (absent when all is well) says why the signal looks implausible
+    (:func:`~relpos.sleep.preprocess.implausible_signal`).
+    """
     record, ep, T = _epochs(rec, pipeline, channels, require_labels, timings)
     n = ep.epochs.shape[0]
     labels = np.full(n, UNLABELLED, np.int8) if record.labels is None else record.labels[:n]
@@ -189,12 +209,10 @@ def _write_record(
             f"{rec.header}: all {n} epochs are bad (NaN: {dropped['nan']}, flat: {dropped['flat']})"
         )
     assert kept_labels is not None
-    t0 = time.perf_counter()
+    warning = implausible_signal(kept, dropped, n)
     arr, n_clipped = _to_dtype(kept, dtype)
-    with atomic_path(record_npy_path(root, rid)) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
     meta = {
-        "record_id": rid,
+        "record_id": rec.record_id,
         "subject_id": rec.subject_id,
         "n_epochs": int(arr.shape[0]),
         "shape": list(arr.shape),
@@ -211,10 +229,45 @@ def _write_record(
         "n_clipped": n_clipped,
         "source": str(rec.header.parent),
     }
-    write_json(record_meta_path(root, rid), meta)  # the completion marker
-    skipped_path(root, rid).unlink(missing_ok=True)
-    timings["write"] = time.perf_counter() - t0
-    return int(arr.shape[0])
+    if warning:
+        meta["warning"] = warning
+    return arr, meta
+
+
+def _save_record(root: Path, arr: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write a record's ``.npy``, then its meta (the completion marker); on a write error
+    remove what was written and raise :class:`StoreWriteError`."""
+    rid = meta["record_id"]
+    npy = record_npy_path(root, rid)
+    try:
+        with writing(npy), atomic_path(npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        write_json(record_meta_path(root, rid), meta)
+        with writing(skipped_path(root, rid)):
+            skipped_path(root, rid).unlink(missing_ok=True)
+    except StoreWriteError:
+        with contextlib.suppress(OSError):  # an .npy without meta is redone anyway
+            npy.unlink(missing_ok=True)
+        raise
+
+
+def _skip(rec: RecordFiles, root: Path, e: Exception, timings: dict[str, float]) -> Result:
+    """Mark a record skipped for a problem of its own (``skipped/<id>.json``)."""
+    rid = rec.record_id
+    reason = str(e) if isinstance(e, RecordError) else f"{type(e).__name__}: {e}"
+    reason = " ".join(reason.split())
+    logger.warning("skipping %s: %s", rid, reason)
+    npy = record_npy_path(root, rid)
+    with writing(npy):
+        npy.unlink(missing_ok=True)
+    info = {"record_id": rid, "reason": reason, "source": str(rec.header.parent)}
+    write_json(skipped_path(root, rid), info)
+    return {"record_id": rid, "status": "skipped", "reason": reason, "timings": timings}
+
+
+#: Problems of a record itself: unreadable or inconsistent source files (RecordError is a
+#: ValueError, so are the pipeline's complaints about a record's rate or length).
+_RECORD_PROBLEMS = (ValueError, OSError)
 
 
 def _process_record(
@@ -227,35 +280,50 @@ def _process_record(
 ) -> Result:
     """Prepare one record and write its files (runs in a worker process).
 
-    Returns a small dict: ``{"record_id", "status": "done"|"skipped", "reason", "n_epochs",
-    "timings"}``. Never raises for problems of the record itself.
+    Returns a small dict: ``{"record_id", "status": "done"|"skipped"|"failed", "reason",
+    "n_epochs", "warning", "timings"}``. A problem of the record itself skips it; any other
+    error in preparing it (out of memory, a bug) fails it without a mark (retried next run).
+
+    Raises:
+        StoreWriteError: writing the store failed; nothing of the record is left and it is
+            not marked skipped.
     """
     rid = rec.record_id
     root = Path(store_dir)
     timings: dict[str, float] = {}
     # a record being (re)done has no valid meta: drop a stale one first
-    record_meta_path(root, rid).unlink(missing_ok=True)
+    with writing(record_meta_path(root, rid)):
+        record_meta_path(root, rid).unlink(missing_ok=True)
     try:
         pipeline = Pipeline.model_validate_json(pipeline_json)
-        n = _write_record(rec, root, pipeline, channels, dtype, require_labels, timings)
-        return {"record_id": rid, "status": "done", "n_epochs": n, "timings": timings}
+        arr, meta = _prepare_record(rec, pipeline, channels, dtype, require_labels, timings)
+    except StoreWriteError:
+        raise
+    except _RECORD_PROBLEMS as e:
+        return _skip(rec, root, e, timings)
     except Exception as e:
-        reason = str(e) if isinstance(e, RecordError) else f"{type(e).__name__}: {e}"
-        if isinstance(e, RecordError):
-            logger.warning("skipping %s: %s", rid, reason)
-        else:
-            logger.exception("skipping %s after an unexpected error", rid)
-        record_npy_path(root, rid).unlink(missing_ok=True)
-        write_json(
-            skipped_path(root, rid),
-            {"record_id": rid, "reason": reason, "source": str(rec.header.parent)},
-        )
-        return {"record_id": rid, "status": "skipped", "reason": reason, "timings": timings}
+        logger.exception("%s: unexpected error; not marked, retried by the next run", rid)
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        return {"record_id": rid, "status": "failed", "reason": reason, "timings": timings}
+    t0 = time.perf_counter()
+    _save_record(root, arr, meta)
+    timings["write"] = time.perf_counter() - t0
+    if "warning" in meta:
+        logger.warning("%s: %s", rid, meta["warning"])
+    res = {"record_id": rid, "status": "done", "n_epochs": int(arr.shape[0]), "timings": timings}
+    return {**res, "warning": meta.get("warning")}
 
 
 # --------------------------------------------------------------------------------------------
 # prepare
 # --------------------------------------------------------------------------------------------
+
+
+def _check_count(name: str, value: Any) -> int:
+    """``value`` as an int, or a one-line ``ValueError`` naming ``name`` unless it is >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def prepare_store(
@@ -274,10 +342,12 @@ def prepare_store(
 ) -> PrepareSummary:
     """Preprocess the records under ``src_dir`` into the epoch store ``store_dir``.
 
-    Idempotent and resumable: finished records (meta json present) and skipped records are
-    not redone; temporary files of an interrupted run are removed. Bad records (missing
-    channel, truncated file, shorter than one epoch, ...) are skipped with their reason
-    (``skipped/<id>.json``, logged) -- they never stop the run.
+    Idempotent and resumable: finished records (meta and ``.npy`` that check out) and skipped
+    records are not redone; damaged ones are; temporary files of an interrupted run are
+    removed. Bad records (missing channel, truncated file, shorter than one epoch, ...) are
+    skipped with their reason (``skipped/<id>.json``, logged) -- they never stop the run; a
+    failing disk does (see the module docstring). Records whose signal looks implausible are
+    kept and listed in ``summary.warnings``.
 
     Epochs of a labelled record start at its label onset (the unscored lead-in before the
     first stage note is not stored) and stop at its last whole label epoch; unlabelled
@@ -292,11 +362,11 @@ def prepare_store(
         channels: signals to keep, in this order.
         dtype: ``"float16"`` (half the disk; values beyond +-65504 are clipped and counted)
             or ``"float32"``.
-        jobs: worker processes (1: in this process). Each worker holds one record at a time
-            (~0.6 GB for an 8-h record), at most ``jobs`` records are in flight.
+        jobs: worker processes, >= 1 (1: in this process). Each worker holds one record at a
+            time (~0.6 GB for an 8-h record), at most ``jobs`` records are in flight.
         progress: show a tqdm bar.
         require_labels: skip records without ``.arousal`` instead of storing them unlabelled.
-        limit: only the first ``limit`` records (by id).
+        limit: only the first ``limit`` (>= 1) records (by id).
         retry_skipped: redo records skipped by an earlier run.
         mp_context: multiprocessing start method for ``jobs > 1``.
 
@@ -305,23 +375,31 @@ def prepare_store(
 
     Raises:
         StoreMismatchError: the store exists with another pipeline/dtype/channels.
+        StoreLockedError: another prepare run is writing the store.
+        StoreWriteError: writing the store failed (the run stopped; nothing marked skipped).
+        ValueError: bad ``dtype``, ``jobs`` or ``limit``; damaged ``store.json``.
     """
     t_start = time.perf_counter()
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, not {dtype!r}")
+    jobs = _check_count("jobs", jobs)
+    limit = None if limit is None else _check_count("limit", limit)
     pipeline = pipeline or default_pipeline()
     channels = tuple(channels)
     root = Path(store_dir)
-    records = find_records(src_dir)
-    if limit is not None:
-        records = records[: int(limit)]
-    root.mkdir(parents=True, exist_ok=True)
+    records = find_records(src_dir)[:limit]
+    with writing(root):
+        root.mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary(store_dir=str(root), n_found=len(records))
-    with _store_lock(root):
+    with store_lock(root):
         _open_store(root, pipeline, channels, dtype)
         todo = _plan(records, root, retry_skipped, summary)
         args = (str(root), pipeline.model_dump_json(), channels, dtype, require_labels)
-        _run(todo, args, jobs, mp_context, progress, summary)
+        try:
+            _run(todo, args, jobs, mp_context, progress, summary)
+        except StoreWriteError:
+            clean_temporaries(root)
+            raise
         summary.__dict__.update(store_totals(root))
         summary.elapsed_s = time.perf_counter() - t_start
         write_json(root / SUMMARY_FILE, summary.to_dict())
@@ -333,13 +411,20 @@ def prepare_store(
 def _plan(
     records: list[RecordFiles], root: Path, retry_skipped: bool, summary: PrepareSummary
 ) -> list[RecordFiles]:
-    """The records still to prepare; counts the finished and skipped ones in ``summary``."""
+    """The records still to prepare; counts the finished and skipped ones in ``summary``
+    and notes the damaged ones it will redo in ``summary.repaired``."""
     todo: list[RecordFiles] = []
     for rec in records:
         rid = rec.record_id
-        if record_meta_path(root, rid).exists() and record_npy_path(root, rid).exists():
+        meta, npy = record_meta_path(root, rid), record_npy_path(root, rid)
+        problem = check_record(root, rid) if meta.exists() or npy.exists() else "no files"
+        if problem is None:
             summary.n_existing += 1
-        elif skipped_path(root, rid).exists() and not retry_skipped:
+            continue
+        if meta.exists():  # a finished record's files that do not check out
+            logger.warning("%s: %s; preparing it again", meta, problem)
+            summary.repaired[rid] = problem
+        if skipped_path(root, rid).exists() and not retry_skipped and rid not in summary.repaired:
             summary.n_skipped_existing += 1
         else:
             todo.append(rec)
@@ -371,6 +456,8 @@ def _run(
             summary.timings[k] = summary.timings.get(k, 0.0) + v
         if res["status"] == "done":
             summary.n_new += 1
+            if res.get("warning"):
+                summary.warnings[res["record_id"]] = res["warning"]
         elif res["status"] == "skipped":
             summary.n_skipped_new += 1
         else:
@@ -396,11 +483,11 @@ def _run_pool(
     collect: Callable[[Result], None],
 ) -> None:
     """Run :func:`_process_record` over ``todo`` with at most ``jobs`` records in flight; a
-    crashed worker (e.g. killed for memory) fails its record and the pool is restarted."""
-    ctx = multiprocessing.get_context(mp_context) if mp_context else None
+    crashed worker (e.g. killed for memory) fails its record and the pool is restarted. A
+    :class:`StoreWriteError` in a worker cancels the rest and is raised here."""
     pending = list(reversed(todo))
     while pending:
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with worker_pool(jobs, mp_context) as pool:
             inflight: dict[cf.Future, RecordFiles] = {}
             broken = False
             while (pending or inflight) and not broken:
@@ -412,17 +499,14 @@ def _run_pool(
                     rec = inflight.pop(fut)
                     try:
                         collect(fut.result())
+                    except StoreWriteError:
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise
                     except cf.process.BrokenProcessPool as e:
                         broken = True
                         msg = f"worker crashed ({e})"
                         logger.error("%s: %s", rec.record_id, msg)
                         collect({"record_id": rec.record_id, "status": "failed", "reason": msg})
-            if broken:  # the remaining in-flight records are lost with the pool
-                for rec in inflight.values():
-                    collect(
-                        {
-                            "record_id": rec.record_id,
-                            "status": "failed",
-                            "reason": "worker pool crashed",
-                        }
-                    )
+            for rec in inflight.values():  # broken: the in-flight records are lost with it
+                crashed = {"record_id": rec.record_id, "reason": "worker pool crashed"}
+                collect({**crashed, "status": "failed"})

@@ -132,10 +132,10 @@ class SyntheticConfig(BaseModel):
     random factors (0 removes that randomness).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     fs: int = Field(
-        default=200, le=2000, description="sampling rate in Hz (the challenge uses 200)"
+        default=200, ge=100, le=2000, description="sampling rate in Hz (the challenge uses 200)"
     )
     uv_gain_choices: tuple[float, ...] = Field(
         default=(1.0, 2.0, 5.0, 10.0),
@@ -180,7 +180,9 @@ class SyntheticConfig(BaseModel):
     eyes_open_prob: float = Field(
         default=0.35, ge=0, le=1, description="share of wake time with eyes open"
     )
-    alpha_freq_range: tuple[float, float] = (8.5, 11.5)
+    alpha_freq_range: tuple[float, float] = Field(
+        default=(8.5, 11.5), description="range of the per-subject alpha peak (Hz), in 4..20"
+    )
     ahi_median: float = Field(
         default=10.0, ge=0, le=150, description="median apnea-hypopnea index (/h of sleep)"
     )
@@ -207,11 +209,20 @@ class SyntheticConfig(BaseModel):
             raise ValueError("fs must be a multiple of 4 and >= 100")
         return v
 
+    @field_validator("alpha_freq_range")
+    @classmethod
+    def _check_alpha(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 4.0 <= v[0] <= v[1] <= 20.0:
+            raise ValueError(
+                f"alpha_freq_range must be (lo, hi) with 4 <= lo <= hi <= 20 Hz, got {v}"
+            )
+        return v
+
     @field_validator("uv_gain_choices")
     @classmethod
     def _check_gains(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v or any(g <= 0 for g in v):
-            raise ValueError("uv_gain_choices must be non-empty and positive")
+        if not v or any(not 0 < g <= 100 for g in v):
+            raise ValueError(f"uv_gain_choices must be non-empty, each in (0, 100] adu/uV, got {v}")
         return v
 
 

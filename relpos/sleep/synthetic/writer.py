@@ -9,7 +9,7 @@ import shutil
 import struct
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from relpos.core.atomic import atomic_write_text
+from relpos.core.workers import worker_pool
 from relpos.sleep.format import EVENT_SUBTYPE, SIGNAL_NAMES, SIGNAL_UNITS, STAGE_SUBTYPE, STAGES
 from relpos.sleep.synthetic.hypnograms import (
     HYPNO_CHARS,
@@ -233,15 +234,15 @@ def write_record(
         Path of the ``.hea`` file.
     """
     directory = _record_dir(Path(out_dir), record_id, labelled, layout)
-    directory.mkdir(parents=True, exist_ok=True)
+    rec = synthesize_record(
+        record_id, seed, hypnogram=hypnogram, max_hours=max_hours, config=config
+    )
     tmp = directory / f".{record_id}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
-        rec = synthesize_record(
-            record_id, seed, hypnogram=hypnogram, max_hours=max_hours, config=config
-        )
+        directory.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
         _write_mat(tmp / f"{record_id}.mat", rec["signal"])
         if labelled:
             write_annotations(tmp, rec)
@@ -251,9 +252,43 @@ def write_record(
             stale.unlink()
         for final in _expected_files(directory, record_id, labelled):
             os.replace(tmp / final.name, final)
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        raise OSError(f"{directory / record_id}: cannot write the record ({why})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory / f"{record_id}.hea"
+
+
+def _whole(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _check_dataset_args(n_records: Any, unlabelled: Any, max_hours: Any, jobs: Any) -> None:
+    """One-line ``ValueError`` naming the first bad argument of :func:`synthesize_dataset`."""
+    for name, v in (("n_records", n_records), ("unlabelled", unlabelled)):
+        if not _whole(v) or v < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {v!r}")
+    if n_records + unlabelled < 1:
+        raise ValueError("n_records + unlabelled must be >= 1: there is no record to write")
+    if max_hours is not None and (
+        isinstance(max_hours, bool)
+        or not isinstance(max_hours, (int, float, np.number))
+        or not 0 < max_hours < float("inf")
+    ):
+        raise ValueError(f"max_hours must be a number of hours > 0, got {max_hours!r}")
+    if not _whole(jobs) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
+
+
+def _check_out_dir(out: Path) -> None:
+    """Raise a one-line ``NotADirectoryError`` when ``out`` or a folder above it is a file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under the file {p}"
+                raise NotADirectoryError(f"{out}: {what}, not a directory; choose another output")
+            return
 
 
 def _write_job(kwargs: dict[str, Any]) -> Path:
@@ -283,9 +318,17 @@ def synthesize_dataset(
 
     Returns:
         ``.hea`` paths of all records (labelled first), in record-id order.
+
+    Raises:
+        ValueError: ``n_records`` or ``unlabelled`` < 0, no record at all, ``max_hours`` <= 0
+            or ``jobs`` < 1 (one line naming the argument).
+        NotADirectoryError: ``out_dir`` or a folder above it is a file.
+        OSError: a record cannot be written (names it).
     """
+    _check_dataset_args(n_records, unlabelled, max_hours, jobs)
     cfg = config or SyntheticConfig()
     out = Path(out_dir)
+    _check_out_dir(out)
     table = load_table(cfg.hypnogram_path)
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), 7])).permutation(len(table))
     jobs_kwargs: list[dict[str, Any]] = []
@@ -327,7 +370,7 @@ def synthesize_dataset(
         bar = tqdm(total=len(todo), desc="synthetic PSG", unit="rec", disable=not progress)
         t0 = time.perf_counter()
         if jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            with worker_pool(min(jobs, len(todo))) as pool:
                 futures = [pool.submit(_write_job, kw) for kw in todo]
                 for fut in as_completed(futures):
                     fut.result()
