@@ -55,13 +55,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from relpos.core.atomic import TMP_MARK, atomic_write_text
+from relpos.core.locks import DirLock, LockedError
 from relpos.train.checkpoint import CheckpointManager, check_writable
 from relpos.train.config import TrainConfig, save_config
-
-try:  # pragma: no cover - always there on POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +107,7 @@ RUN_FILES = (
 DAMAGED = ".damaged"
 
 
-class RunLockedError(OSError):
+class RunLockedError(LockedError):
     """Another process holds the run directory's lock."""
 
 
@@ -120,52 +116,12 @@ class ResumeMismatchError(ValueError):
 
 
 # ---------------------------------------------------------------------- lock
-class RunLock:
-    """An exclusive ``flock`` on ``DIR/.lock``, held until :meth:`release` or the process dies."""
+class RunLock(DirLock):
+    """The run directory's :class:`~relpos.core.locks.DirLock` (``OUT/.lock``)."""
 
     def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.path = self.directory / ".lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> RunLock:
-        """Take the lock or raise :class:`RunLockedError` naming the directory (no waiting)."""
-        if fcntl is None:
-            return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise RunLockedError(
-                f"{self.directory}: another relpos run (pid {holder}) is writing this directory; "
-                "wait for it to finish or choose another --out"
-            ) from None
-        except OSError as exc:  # a file system without locks (some network mounts)
-            log.warning("%s: cannot lock (%s); not guarding against a second run", self.path, exc)
-            os.close(fd)
-            return self
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None and fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-        self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+        super().__init__(directory, "relpos run", "wait for it to finish or choose another --out",
+                         RunLockedError)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- config comparison
@@ -370,7 +326,8 @@ def open_run_dir(
     damaged checkpoints, ``metrics.jsonl`` repair), and only then write ``config.yaml``. The
     lock stays held in the returned :class:`RunDir` (release it when the run ends)."""
     out = check_writable(out, need_bytes=need_bytes)
-    lock = RunLock(out).acquire()
+    lock = RunLock(out)
+    lock.acquire()
     try:
         found, records = _start(cfg, out, checkpoints, resume, force_new)
         save_config(cfg, out / "config.yaml")

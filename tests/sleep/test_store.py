@@ -115,7 +115,7 @@ def file_states(root: Path) -> dict[str, tuple[int, int]]:
     return {
         str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
         for p in root.rglob("*")
-        if p.is_file() and p.name != "summary.json"
+        if p.is_file() and p.name not in ("summary.json", ".lock")  # the lock records its pid
     }
 
 

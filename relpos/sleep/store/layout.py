@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from relpos.core.atomic import TMP_MARK, atomic_write_text
+from relpos.core.locks import LOCK_FILE, DirLock, LockedError
 from relpos.sleep.format import STAGES
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ CLASS_NAMES: tuple[str, ...] = (*STAGES, "unlabelled")
 STORE_FILE = "store.json"
 INDEX_FILE = "index.npz"
 SUMMARY_FILE = "summary.json"
-LOCK_FILE = ".lock"
 RECORDS_DIR = "records"
 SKIPPED_DIR = "skipped"
 
@@ -76,7 +76,7 @@ class StoreMismatchError(ValueError):
     """The store exists with other settings (pipeline, dtype, channels, version)."""
 
 
-class StoreLockedError(BlockingIOError):
+class StoreLockedError(LockedError):
     """Another ``relpos prepare`` holds the store's lock (the message names the store)."""
 
 
@@ -194,33 +194,16 @@ def check_record(root: Path, record_id: str) -> str | None:
     return _npy_problem(record_npy_path(root, record_id), shape, dtype)
 
 
-@contextlib.contextmanager
-def store_lock(store_dir: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``store_dir/.lock`` so that two prepare runs never share a
-    store (released when the process dies).
+def store_lock(store_dir: Path) -> DirLock:
+    """The store's :class:`~relpos.core.locks.DirLock` (``STORE/.lock``), so that two prepare
+    runs never share a store (use as a context manager; released when the process dies).
 
     Raises:
         StoreLockedError: another process holds it (one line naming the store).
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    lock = store_dir / LOCK_FILE
-    with writing(lock):
-        fh = open(lock, "a+")
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise StoreLockedError(
-                f"{store_dir}: another relpos prepare is writing this store (it holds {lock}); "
-                f"wait for it to finish or stop it"
-            ) from e
-        yield
-    finally:
-        fh.close()
+    return DirLock(
+        store_dir, "relpos prepare", "wait for it to finish or stop it", StoreLockedError
+    )
 
 
 def clean_temporaries(root: Path) -> int:
