@@ -5,6 +5,9 @@ Modalities, samplers, heads, encoder presets and data sources are registries: re
 own and name it from configs and the command line.
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
 from relpos import train  # the package, callable as relpos.train.api.train
 from relpos.core.extract import extract
 from relpos.core.modality import Modality, get_modality, list_modalities, register_modality
@@ -34,8 +37,12 @@ from relpos.train.api import predict
 from relpos.train.checkpoint import export_encoder, load_encoder, load_model
 from relpos.train.config import TrainConfig, load_config, load_preset
 from relpos.train.data import get_data_source, list_data_sources, register_data_source
+from relpos.train.export import save_pretrained
 
-__version__ = "0.1.0"
+try:
+    __version__ = _dist_version("relpos")  # the installed distribution's version
+except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+    __version__ = "0+unknown"
 
 # The domains' data sources, imported only when a run asks for them (no mne/wfdb at import).
 register_data_source("eeg_store", "relpos.sleep.sources:eeg_store")
@@ -86,6 +93,7 @@ __all__ = [
     "register_sampler",
     "relative_targets",
     "sample_pairs",
+    "save_pretrained",
     "sincos_encoding",
     "train",
 ]

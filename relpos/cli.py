@@ -153,7 +153,9 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
 def _finetune_args(p: argparse.ArgumentParser) -> None:
     _train_args(p, "finetune")
     p.add_argument(
-        "--init", default=None, help="pretrained encoder: checkpoint or encoder.safetensors"
+        "--init",
+        default=None,
+        help="pretrained encoder: checkpoint, encoder.safetensors or a relpos export folder",
     )
     p.add_argument(
         "--no-pos", action="store_true", help="no position embeddings (supervised w/o pos)"
@@ -358,6 +360,13 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick", action="store_true", help="a tiny budget (seconds): checks the whole path"
     )
+    p.add_argument(
+        "--modality",
+        choices=["signal", "spectrogram"],
+        default=None,
+        help="sleep: spectrogram also runs the rows on the EEG's spectrograms (STFT in dB, "
+        "boxes over frequency x time), beside the raw signal's, on one split",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -368,6 +377,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out or f"runs/demo-{args.what}")
     overrides = parse_overrides(args.set)
+    if args.modality and args.what != "sleep":
+        raise ValueError(f"--modality is a sleep demo option; relpos demo {args.what} has none")
     if args.what == "sleep":
         if args.seeds:
             raise ValueError(
@@ -398,6 +409,46 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- export
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a run directory (its final.pt) or a checkpoint (.pt)")
+    p.add_argument(
+        "out", help="the model folder to write (config.json, model.safetensors, README.md)"
+    )
+    p.add_argument(
+        "--results",
+        default=None,
+        help="measured results for the card, e.g. relpos evaluate's metrics.json",
+    )
+    p.add_argument(
+        "--license", default="other", help="license in the card's front matter (default other)"
+    )
+    p.add_argument("--name", default=None, help="the model card's title")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write a model folder with a model card (Hugging Face layout) from a run or checkpoint."""
+    from relpos.train.checkpoint import read_provenance
+    from relpos.train.export import resolve_checkpoint, save_pretrained
+
+    ckpt = resolve_checkpoint(args.source)
+    extra: dict[str, Any] = {"license": args.license, "name": args.name}
+    store = read_provenance(ckpt).get("store")
+    if store and (Path(store) / "store.json").is_file():  # an EEG store: its preprocessing
+        from relpos.sleep.store import EpochStore
+
+        try:
+            cfg = EpochStore(store).config
+        except (OSError, ValueError) as exc:
+            log.warning("the card leaves out the preprocessing: %s", one_line(exc))
+        else:
+            keys = ("channels", "fs", "epoch_seconds", "pipeline")
+            extra["preprocessing"] = {k: cfg.get(k) for k in keys}
+    out = save_pretrained(ckpt, args.out, results=args.results, extra=extra)
+    print(f"model folder: {out} (from {ckpt}); load it with relpos.load_encoder({str(out)!r})")
+    return 0
+
+
 # ---------------------------------------------------------------------- entry point
 _SLEEP = sleep_cli.COMMANDS
 #: command name -> (argument setup, run), in the order ``relpos --help`` lists them
@@ -413,6 +464,7 @@ COMMANDS: dict[str, tuple[Setup, Command]] = {
     "demo": (_demo_args, _demo),
     "ablate": _SLEEP["ablate"],
     "report": (_report_args, _report),
+    "export": (_export_args, _export),
 }
 
 
@@ -435,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of an error (also with -v)"
     )
+    parser.add_argument("--version", action="version", version=f"relpos {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (setup, fn) in COMMANDS.items():
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
@@ -445,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(_fn=fn)
     return parser
+
+
+def _version() -> str:
+    from relpos.train.export import relpos_version
+
+    return relpos_version()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

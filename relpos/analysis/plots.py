@@ -15,6 +15,7 @@ rendering, safe in scripts, threads and headless machines). Every function retur
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "as_numpy",
+    "confusion_title",
     "new_figure",
     "plot_confusion",
     "plot_reconstruction",
@@ -377,7 +379,19 @@ def plot_confusion(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    total = m.sum()
-    acc = float(np.trace(m) / total) if total else float("nan")
-    ax.set_title(title or f"confusion matrix (accuracy {acc:.3f})")
+    ax.set_title(title or confusion_title(m, class_names), fontsize=10)
     return save_figure(fig, path)
+
+
+def confusion_title(cm: np.ndarray, class_names: Sequence[str]) -> str:
+    """``"kappa 0.712  macro-F1 0.654  accuracy 0.803  (n=1200)"`` of a confusion matrix
+    (``nan`` where a score is undefined, without a warning)."""
+    from relpos.train.metrics import report_from_confusion
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = report_from_confusion(np.rint(as_numpy(cm)).astype(np.int64), class_names)
+    return (
+        f"kappa {r['kappa']:.3f}  macro-F1 {r['macro_f1']:.3f}  accuracy {r['accuracy']:.3f}  "
+        f"(n={r['n']})"
+    )

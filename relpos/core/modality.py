@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from relpos.core.checks import int_shape, positive_int
@@ -27,7 +26,6 @@ from relpos.core.tokenizer import Tokenizer
 
 __all__ = [
     "MODALITIES",
-    "STFT",
     "Modality",
     "RandomCuboids",
     "get_modality",
@@ -35,7 +33,6 @@ __all__ = [
     "list_modalities",
     "register_modality",
     "signal",
-    "spectrogram",
     "video",
 ]
 
@@ -163,58 +160,6 @@ def signal(channels: int = 6, window: int = 100, count: int = 40, *, snap: bool 
     )  # fmt: skip
 
 
-class STFT:
-    """Log-magnitude short-time Fourier transform: ``(B, C, T) -> (B, C, n_fft // 2 + 1, T')``.
-
-    ``T' = 1 + T // hop`` (centred frames, Hann window); runs on the input's device.
-    """
-
-    def __init__(self, n_fft: int = 64, hop: int | None = None, *, log: bool = True) -> None:
-        if n_fft < 2 or (hop is not None and hop < 1):
-            raise ValueError(f"STFT: n_fft must be >= 2 and hop >= 1; got {n_fft}, {hop}")
-        self.n_fft, self.hop, self.log = int(n_fft), int(hop or n_fft // 4), bool(log)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if x.ndim != 3:
-            raise ValueError(f"STFT: expected a signal (B, C, T); got {tuple(x.shape)}")
-        window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
-        spec = torch.stft(
-            rearrange(x, "b c t -> (b c) t"), self.n_fft, self.hop, window=window,
-            return_complex=True,
-        ).abs()  # fmt: skip
-        spec = torch.log1p(spec) if self.log else spec
-        return rearrange(spec, "(b c) f t -> b c f t", b=x.shape[0])
-
-    def __repr__(self) -> str:
-        return f"STFT(n_fft={self.n_fft}, hop={self.hop}, log={self.log})"
-
-
-def spectrogram(
-    channels: int = 1,
-    freq_patch: int = 16,
-    time_patch: int = 16,
-    count: int = 64,
-    *,
-    snap: bool = False,
-    n_fft: int | None = None,
-    hop: int | None = None,
-) -> Modality:
-    """Spectrograms ``(B, C, F, T)``: boxes of ``freq_patch x time_patch`` bins.
-
-    With ``n_fft``, the data are raw signals ``(B, C, T)`` turned into log-magnitude
-    spectrograms on the training device (:class:`STFT`); without, they are spectrograms already.
-    """
-    return Modality(
-        "spectrogram",
-        channels,
-        (freq_patch, time_patch),
-        RandomBoxes(size=(freq_patch, time_patch), count=count, snap=snap),
-        Grid((freq_patch, time_patch)),
-        transform=None if n_fft is None else STFT(n_fft, hop),
-        data_source="arrays",
-    )
-
-
 def video(channels: int = 3, tubelet: Sequence[int] = (2, 16, 16), count: int = 196) -> Modality:
     """Videos ``(B, C, T, H, W)``: tubelets of ``tubelet`` frames x pixels."""
     ts = int_shape(tubelet, "video: tubelet", 3)
@@ -226,10 +171,12 @@ MODALITIES: Registry[Callable[..., Modality]] = Registry("modality")
 for _name, _factory in (
     ("image", image),
     ("signal", signal),
-    ("spectrogram", spectrogram),
     ("video", video),
 ):
     MODALITIES.register(_name, _factory)
+#: spectrograms of raw signals, made on the fly (dB, log-mel; boxes or time strips); imported
+#: on first use (relpos.core.stft imports this module)
+MODALITIES.register("spectrogram", "relpos.core.stft:spectrogram")
 
 
 def register_modality(name: str, factory: Callable[..., Modality]) -> None:

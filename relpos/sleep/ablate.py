@@ -46,6 +46,7 @@ from relpos.sleep.experiment import (
     run_finetune,
     run_pretrain,
 )
+from relpos.sleep.spectrogram import replace_samplers, spectrogram_overrides
 from relpos.sleep.store import EpochStore
 from relpos.train.checkpoint import load_model
 from relpos.train.config import Base, list_presets, merge
@@ -59,6 +60,7 @@ __all__ = [
     "GRIDS",
     "METHODS_GRID",
     "QUICK_ABLATION",
+    "SPECTROGRAM_GRID",
     "AblationConfig",
     "Variant",
     "format_ablation",
@@ -176,8 +178,26 @@ METHODS_GRID: list[Variant] = [
             method="supervised_nopos", paper=True),
 ]  # fmt: skip
 
+#: the spectrogram modality beside the raw signal (``--grid spectrogram``): PART and supervised
+#: on the raw signal (as the demo runs them), on spectrogram boxes over frequency x time
+#: (targets Δf, Δt) and, for PART, on time strips spanning every frequency (targets Δt)
+SPECTROGRAM_GRID: list[Variant] = [
+    Variant(name="supervised", label="supervised, raw signal", method="supervised_pos",
+            paper=True),
+    Variant(name="part", label="PART, raw signal (as the demo)", method="part",
+            score="t@dropped", paper=True, overrides=PART_DEMO),
+    Variant(name="supervised-spectrogram", label="supervised, spectrogram boxes",
+            method="supervised_pos", overrides=spectrogram_overrides("boxes", pretrain=False)),
+    Variant(name="part-spectrogram", label="PART, spectrogram boxes (Δf, Δt)",
+            score="euclidean", overrides=merge(PART_DEMO, spectrogram_overrides("boxes"))),
+    Variant(name="part-spectrogram-strips", label="PART, spectrogram time strips (Δt)",
+            score="t@dropped", overrides=merge(PART_DEMO, spectrogram_overrides("strips"))),
+]  # fmt: skip
+
 #: the named grids ``relpos ablate sleep --grid NAME`` runs (or a YAML/JSON AblationConfig)
-GRIDS: dict[str, list[Variant]] = {"pretext": DEFAULT_GRID, "methods": METHODS_GRID}
+GRIDS: dict[str, list[Variant]] = {
+    "pretext": DEFAULT_GRID, "methods": METHODS_GRID, "spectrogram": SPECTROGRAM_GRID,
+}  # fmt: skip
 
 #: what every variant shares: the model size and step budget (CPU-sized: the default grid
 #: fits about an hour on 2 cores) and the pretext every variant departs from (1-s windows, no
@@ -250,6 +270,7 @@ def variant_config(
 ) -> SleepConfig:
     """The sleep config of one (variant, seed): preset + budget + variant overrides + seed."""
     data = merge(merge(base.model_dump(mode="json"), ab.budget), variant.overrides)
+    data = replace_samplers(data, variant.overrides)  # a sampler of another kind: replaced
     data = merge(data, {s: {"runtime": {"seed": seed}} for s in ("pretrain", "finetune")})
     return SleepConfig.model_validate(data)
 
@@ -460,7 +481,9 @@ def _ratios_text(row: dict[str, Any]) -> str:
         return f"*{short} {head['value']:.3f} ({head['chance_name']} {head['chance']:.3f})"
     if not ratio:
         return "-"
+    # 1-D targets by component; 2-D ones (a spectrogram's Δf, Δt) by their Euclidean error
     keys = [k for k in ("t", "t@dropped", "s_t") if k in ratio]
+    keys = keys or [k for k in ("euclidean",) if k in ratio]
     return ", ".join(f"{'*' if k == row['score'] else ''}{k} {ratio[k]:.3f}" for k in keys)
 
 

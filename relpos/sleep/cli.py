@@ -56,9 +56,39 @@ def synth(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- prepare
 def _prepare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="directory of records (challenge layout or flat)")
+    p.add_argument(
+        "src", help="directory of records: PhysioNet 2018 (.hea/.mat/.arousal) or EDF + hypnograms"
+    )
     p.add_argument("store", help="store directory to create or complete")
     preset_arg(p)
+    p.add_argument(
+        "--format",
+        choices=["auto", "physionet2018", "edf"],
+        default="auto",
+        help="source format (default auto: the one whose files SRC holds)",
+    )
+    p.add_argument(
+        "--channels",
+        type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+        default=None,
+        help="comma-separated channel names to keep, e.g. 'EEG Fpz-Cz,EEG Pz-Oz' (default: the "
+        "preset's; EDF recordings need them named)",
+    )
+    p.add_argument(
+        "--psg", default=None, help="EDF: glob of the recordings (default '*-PSG.edf', Sleep-EDF)"
+    )
+    p.add_argument(
+        "--hypnogram",
+        default=None,
+        help="EDF: the hypnogram next to a PSG, a glob template with {stem} (PSG name without "
+        ".edf) and {id}; default '{stem:.7}?-Hypnogram.edf' (Sleep-EDF); then --psg is '*.edf'",
+    )
+    p.add_argument(
+        "--subject",
+        default=None,
+        help="EDF: regex whose first group in the record id is the subject (default: Sleep-EDF's "
+        "SC4ss/ST7ss, else the record id)",
+    )
     p.add_argument(
         "--jobs",
         type=count(1, 256),
@@ -67,17 +97,28 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dtype", choices=["float16", "float32"], default=None)
     p.add_argument("--iir", action="store_true", help="IIR (Butterworth) bandpass instead of FIR")
-    p.add_argument("--require-labels", action="store_true", help="skip records without .arousal")
+    p.add_argument(
+        "--require-labels",
+        action="store_true",
+        help="skip records without stage labels (.arousal, hypnogram) instead of storing them "
+        "unlabelled",
+    )
     p.add_argument("--limit", type=count(1), default=None, help="only the first N records")
     p.add_argument("--retry-skipped", action="store_true", help="retry records skipped before")
 
 
 def prepare(args: argparse.Namespace) -> int:
     """Filter, resample and epoch records into a memory-mapped store (resumable, parallel)."""
+    from relpos.sleep.edf import EdfNaming
+    from relpos.sleep.format import EEG_CHANNELS
     from relpos.sleep.preprocess import Bandpass
     from relpos.sleep.store import prepare_store
 
     spec = _sleep_preset(args).prepare
+    names = {k: getattr(args, k) for k in ("psg", "hypnogram", "subject") if getattr(args, k)}
+    naming = EdfNaming(**names)
+    # the preset's channels, unless it keeps the PhysioNet default (then: the format's default)
+    channels = args.channels or (None if spec.channels == list(EEG_CHANNELS) else spec.channels)
     pipeline = spec.pipeline
     if args.iir:
         steps = [
@@ -86,9 +127,9 @@ def prepare(args: argparse.Namespace) -> int:
         ]
         pipeline = pipeline.model_copy(update={"steps": steps})
     summary = prepare_store(
-        args.src, args.store, pipeline=pipeline, channels=spec.channels, dtype=args.dtype or spec.dtype,
+        args.src, args.store, pipeline=pipeline, channels=channels, dtype=args.dtype or spec.dtype,
         jobs=args.jobs or spec.jobs, require_labels=args.require_labels, limit=args.limit,
-        retry_skipped=args.retry_skipped,
+        retry_skipped=args.retry_skipped, source_format=args.format, naming=naming,
     )  # fmt: skip
     print(summary.format())
     return 0
@@ -132,10 +173,20 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", default=None)
     p.add_argument("--split", default="test")
     p.add_argument(
-        "--out", default=None, help="write metrics.json, confusion.png, hypnogram.png here"
+        "--out",
+        default=None,
+        help="write metrics.json, confusion.png, hypnogram.png, per_subject_kappa.png here",
     )
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--hypnograms",
+        default="4",
+        metavar="N|all|ID,ID",
+        help="hypnogram.png: N subjects spread from the best kappa to the worst (default 4), "
+        "'all', or comma-separated subject ids",
+    )
     p.add_argument("--batch-size", type=count(1), default=512)
+    p.add_argument("--no-progress", action="store_true")
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -147,9 +198,12 @@ def evaluate(args: argparse.Namespace) -> int:
     data = store_dataset(args.store, args.split, True, args.splits)
     report = evaluate_checkpoint(
         args.checkpoint, data, Path(args.out) if args.out else None,
-        batch_size=args.batch_size, plots=not args.no_plots,
+        batch_size=args.batch_size, plots=not args.no_plots, hypnograms=args.hypnograms,
+        progress=not args.no_progress,
     )  # fmt: skip
     print(format_report(report))
+    if args.out and not args.no_plots:
+        print(f"plots: {args.out}/confusion.png, hypnogram.png, per_subject_kappa.png")
     return 0
 
 
@@ -157,6 +211,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
     """``relpos demo sleep``: the whole experiment; prints its table, paths and timings."""
     from relpos.sleep.experiment import METHODS, QUICK, load_sleep_config, run_demo
+    from relpos.sleep.spectrogram import DEMO_METHODS, run_side_by_side
     from relpos.train.config import merge
 
     def _methods(text: str) -> list[str]:
@@ -164,13 +219,19 @@ def demo(args: argparse.Namespace, out: Path, overrides: dict[str, Any]) -> int:
 
     if args.quick:
         overrides = merge(QUICK, overrides)
-    if args.methods:
-        overrides = merge(overrides, {"methods": _methods(args.methods)})
+    spectrogram = getattr(args, "modality", None) == "spectrogram"
+    if args.methods or spectrogram:
+        rows = _methods(args.methods) if args.methods else list(DEMO_METHODS)
+        overrides = merge(overrides, {"methods": rows})
     cfg = load_sleep_config(args.preset or "physionet2018-demo", overrides)
-    res = run_demo(cfg, out, data_dir=args.data, progress=not args.no_progress)
+    if spectrogram:  # the rows on the raw signal and on spectrograms, one store and split
+        res = run_side_by_side(cfg, out, data_dir=args.data, progress=not args.no_progress)
+    else:
+        res = run_demo(cfg, out, data_dir=args.data, progress=not args.no_progress)
     print()
     print(res["table"])
-    print(f"\nresults: {out / 'results.json'}; plots: {out}/eval-*/confusion.png, hypnogram.png")
+    plots = f"{out}/{'{,spectrogram/}' if spectrogram else ''}eval-*/confusion.png, hypnogram.png"
+    print(f"\nresults: {out / 'results.json'}; plots: {plots}")
     print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in res["timings_s"].items()))
     return 0
 
@@ -183,7 +244,8 @@ def _ablate_args(p: argparse.ArgumentParser) -> None:
         "--grid",
         default=None,
         help="a named grid (pretext: the pretext variants, the default; methods: PART, "
-        "PART-grid, MAE, MP3, DropPos, RP and the supervised rows) or a YAML/JSON AblationConfig",
+        "PART-grid, MAE, MP3, DropPos, RP and the supervised rows; spectrogram: PART and "
+        "supervised on the raw signal and on spectrograms) or a YAML/JSON AblationConfig",
     )
     p.add_argument("--preset", default=None, help="sleep preset (default: the grid's)")
     p.add_argument("--seeds", type=int_list, default=None, help="comma-separated seeds, e.g. 0,1,2")

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from relpos.core.atomic import atomic_write_json
 from relpos.core.checks import Jobs, Seed, check_names
+from relpos.sleep.edf import EdfNaming
 from relpos.sleep.evaluation import evaluate_checkpoint
 from relpos.sleep.format import EEG_CHANNELS, SIGNAL_NAMES, STAGES
 from relpos.sleep.preprocess import Pipeline, default_pipeline
 from relpos.sleep.sources import provenance
+from relpos.sleep.spectrogram import check_store_input, context_extent
 from relpos.sleep.store import (
     EpochDataset,
     EpochStore,
@@ -104,8 +106,14 @@ class SynthSpec(Base):
 
 
 class PrepareSpec(Base):
+    """How records become the store: ``source_format`` auto/physionet2018/edf (``edf``: the
+    channels are the EDF's names, e.g. ``[EEG Fpz-Cz, EEG Pz-Oz]``; ``edf`` names the files,
+    default Sleep-EDF's)."""
+
     dtype: Literal["float16", "float32"] = "float16"
     jobs: Jobs = 2
+    source_format: Literal["auto", "physionet2018", "edf"] = "auto"
+    edf: EdfNaming = Field(default_factory=EdfNaming)
     channels: Annotated[list[str], Field(min_length=1)] = Field(
         default_factory=lambda: list(EEG_CHANNELS)
     )
@@ -113,8 +121,13 @@ class PrepareSpec(Base):
 
     @field_validator("channels")
     @classmethod
-    def _known_channels(cls, v: list[str]) -> list[str]:
-        return check_names(v, SIGNAL_NAMES, "channel")
+    def _known_channels(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("source_format") == "edf":  # any EDF channel names
+            return check_names(v, v, "channel")
+        try:
+            return check_names(v, SIGNAL_NAMES, "channel")
+        except ValueError as e:
+            raise ValueError(f"{e} (for EDF names set prepare.source_format=edf)") from None
 
 
 class SplitSpec(Base):
@@ -184,14 +197,11 @@ class SleepConfig(Base):
 
     @model_validator(mode="after")
     def _fits_the_store(self) -> SleepConfig:
-        """Both runs read every prepared channel, and finetuning scores the sleep stages."""
+        """Both runs read every prepared channel (after their modality's transform, e.g. a
+        spectrogram), and finetuning scores the sleep stages."""
         for section in ("pretrain", "finetune"):
-            channels = getattr(self, section).modality.channels
-            if channels != len(self.prepare.channels):
-                raise ValueError(
-                    f"{section}.modality.channels is {channels} but prepare.channels lists "
-                    f"{len(self.prepare.channels)} signals"
-                )
+            modality = getattr(self, section).modality
+            check_store_input(modality, section, len(self.prepare.channels), self.prepare.pipeline)
         if self.finetune.finetune.num_classes != len(STAGES):
             raise ValueError(
                 f"finetune.finetune.num_classes is {self.finetune.finetune.num_classes}; the "
@@ -205,9 +215,13 @@ def load_sleep_config(name: str, overrides: dict[str, Any] | None = None) -> Sle
 
 
 # ---------------------------------------------------------------------- configs per method
-def _context_modality(base: TrainConfig, k: int) -> dict[str, Any] | None:
-    """The modality fields of a ``k``-epoch input: extent ``[k * epoch samples]`` (None for 1)."""
-    return None if k == 1 else {"extent": [k * base.modality.extent[0]]}
+def _context_modality(cfg: SleepConfig, base: TrainConfig, k: int) -> dict[str, Any] | None:
+    """The modality fields of a ``k``-epoch input: extent ``[k * epoch samples]``, or what the
+    modality's transform makes of ``k`` epochs (None for 1)."""
+    if k == 1:
+        return None
+    n = len(cfg.prepare.channels)
+    return {"extent": context_extent(base.modality, k, n, cfg.prepare.pipeline)}
 
 
 def pretrain_context(cfg: SleepConfig, method: str) -> int:
@@ -224,7 +238,7 @@ def pretrain_config(cfg: SleepConfig, method: str = "part") -> TrainConfig:
         cfg.pretrain,
         method,
         samplers={"grid": cfg.part_grid},
-        modality=_context_modality(cfg.pretrain, pretrain_context(cfg, method)),
+        modality=_context_modality(cfg, cfg.pretrain, pretrain_context(cfg, method)),
         known=METHODS,
     )
 
@@ -238,7 +252,7 @@ def finetune_config(cfg: SleepConfig, method: str, init: str | Path | None = Non
         cfg.finetune,
         method,
         init,
-        modality=_context_modality(cfg.finetune, cfg.context.finetune),
+        modality=_context_modality(cfg, cfg.finetune, cfg.context.finetune),
         known=METHODS,
     )
 
@@ -378,6 +392,8 @@ def prepare_data(
         dtype=p.dtype,
         jobs=p.jobs,
         progress=progress,
+        source_format=p.source_format,
+        naming=p.edf,
     )
     print(summary.format())
     timings["prepare"] = time.perf_counter() - t
@@ -423,6 +439,7 @@ def run_methods(
             data["test"],
             out / f"eval-{method}",
             batch_size=cfg.eval_batch_size,
+            progress=progress,
         )
     return results, runs, timings
 

@@ -1,4 +1,5 @@
-"""The PhysioNet/CinC 2018 record format, declared once for the reader and the generator.
+"""The PhysioNet/CinC 2018 record format, declared once for the reader and the generator; and
+the stage names of EDF+/MNE hypnograms (R&K and AASM), mapped onto the same stages.
 
 Signals: the 13 channels of every challenge record (``.hea`` + ``.mat``), the first six of them
 the paper's EEG derivations. Labels: ``.arousal`` annotation files whose NOTE annotations are
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "ANNOTATION_STAGES",
     "EEG_CHANNELS",
     "EPOCH_SECONDS",
     "EVENT_SUBTYPE",
@@ -23,6 +25,7 @@ __all__ = [
     "UNKNOWN_STAGE",
     "UNLABELLED",
     "classify_note",
+    "stage_of_annotation",
 ]
 
 #: The paper's six EEG derivations (the first six signals of every challenge record).
@@ -79,3 +82,32 @@ def classify_note(note: str) -> int | None:
     if not note or _EVENT_MARKER.match(note):
         return None
     return STAGE_TO_INDEX.get(note, UNKNOWN_STAGE)
+
+
+#: Stage names of EDF+/MNE hypnogram annotations (lower case, after an optional "sleep stage "
+#: prefix) -> stage index. Rechtschaffen & Kales to AASM: stages 3 and 4 are both N3; "?"
+#: (unscored) and movement time carry no label. Sleep-EDF writes "Sleep stage W", "Sleep stage
+#: 1" ... "Sleep stage 4", "Sleep stage R", "Sleep stage ?" and "Movement time".
+ANNOTATION_STAGES: dict[str, int] = {
+    **{k: STAGE_TO_INDEX["W"] for k in ("w", "wake")},
+    **{k: STAGE_TO_INDEX["N1"] for k in ("1", "n1")},
+    **{k: STAGE_TO_INDEX["N2"] for k in ("2", "n2")},
+    **{k: STAGE_TO_INDEX["N3"] for k in ("3", "4", "n3")},
+    **{k: STAGE_TO_INDEX["R"] for k in ("r", "rem")},
+    **{k: UNLABELLED for k in ("?", "movement time", "mt", "unscored")},
+}
+#: Names accepted without the "sleep stage " prefix (a bare "1" or "?" may be anything else).
+_BARE_STAGES = frozenset({"w", "wake", "n1", "n2", "n3", "r", "rem", "movement time"})
+_STAGE_PREFIX = re.compile(r"^(sleep )?stage ")
+
+
+def stage_of_annotation(description: str) -> int | None:
+    """The stage index of a hypnogram annotation (:data:`ANNOTATION_STAGES`), case and spacing
+    ignored; :data:`UNLABELLED` for unscored and movement epochs; :data:`UNKNOWN_STAGE` for a
+    "Sleep stage X" of no known stage; ``None`` for annotations that are not stages (events,
+    lights off, ...)."""
+    text = " ".join(description.lower().split())
+    key = _STAGE_PREFIX.sub("", text)
+    if key != text:  # "sleep stage X" / "stage X"
+        return ANNOTATION_STAGES.get(key, UNKNOWN_STAGE)
+    return ANNOTATION_STAGES[key] if key in _BARE_STAGES else None

@@ -97,6 +97,15 @@ class RecordFiles:
         """The WFDB record name (header path without ``.hea``), as wfdb functions want it."""
         return str(self.header.with_suffix(""))
 
+    @property
+    def path(self) -> Path:
+        """The file that names the record in messages (its header)."""
+        return self.header
+
+    def read(self, channels: Sequence[str] = EEG_CHANNELS, require_labels: bool = False) -> Record:
+        """:func:`read_record` of this record."""
+        return read_record(self, channels, require_labels)
+
 
 @dataclass
 class StageLabels:

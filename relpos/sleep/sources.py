@@ -58,13 +58,18 @@ def eeg_store(
 
 
 def provenance(data: EpochDataset, split: str | None = None) -> dict[str, Any]:
-    """What a run trained on, for its checkpoints: the store, the split's name and the subjects
-    whose epochs ``data`` serves (so that ``relpos evaluate`` can warn about test leakage)."""
+    """What a run trained on, for its checkpoints: the store, the split's name, the subjects
+    whose epochs ``data`` serves (so that ``relpos evaluate`` can warn about test leakage) and
+    the store's preprocessing (for model cards)."""
     present = np.unique(data.store.subject_index[data.indices])
+    config = data.store.config
     return {
         "store": str(data.store.root),
         "split": split,
         "subjects": [str(data.store.subjects[i]) for i in present],
+        "preprocessing": {
+            k: config.get(k) for k in ("channels", "fs", "epoch_seconds", "pipeline")
+        },
     }
 
 

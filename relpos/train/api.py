@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from relpos.nn.vit import ViT
 from relpos.train.callbacks import Callback
@@ -119,10 +120,12 @@ def predict(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     num_workers: int = 0,
+    progress: bool | str | None = None,
 ) -> dict[str, np.ndarray]:
     """Class probabilities of a finetuned classifier over a dataset of ``(x, y, [group])``.
 
-    Returns ``{"prob": (n, K), "pred": (n,), "label": (n,), "group": (n,)}``.
+    Returns ``{"prob": (n, K), "pred": (n,), "label": (n,), "group": (n,)}``. ``progress``
+    shows a bar over the batches (a string: its label); it stays when done.
     """
     device = torch.device(device or next(model.parameters()).device)
     model = model.to(device).eval()
@@ -135,7 +138,14 @@ def predict(
         collate_fn=getattr(dataset, "collate_fn", None),
     )
     probs, labels, groups = [], [], []
-    for batch in loader:
+    bar = tqdm(
+        loader,
+        desc=progress if isinstance(progress, str) else "predict",
+        unit="batch",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    for batch in bar:
         x, y = split_batch(batch)
         x = task.modality.prepare(x.to(device).float())
         logits = task.logits(model, x)

@@ -32,6 +32,8 @@ from relpos.train.config import TrainConfig, build_model
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FOLDER_CONFIG",
+    "FOLDER_WEIGHTS",
     "CheckpointManager",
     "atomic_save",
     "capture_rng",
@@ -286,9 +288,25 @@ def export_encoder(model: nn.Module, path: str | Path, extra: dict[str, Any] | N
     return path
 
 
+#: the files of a model folder (:func:`relpos.train.export.save_pretrained`)
+FOLDER_CONFIG, FOLDER_WEIGHTS = "config.json", "model.safetensors"
+
+
+def _meta_path(path: Path) -> Path:
+    """The JSON that describes ``path``: ``config.json`` of a model folder (or of its
+    ``model.safetensors``), else the ``.json`` beside an ``encoder.safetensors`` export."""
+    if path.is_dir():
+        return path / FOLDER_CONFIG
+    beside = path.with_suffix(".json")
+    if not beside.exists() and (path.parent / FOLDER_CONFIG).exists():
+        return path.parent / FOLDER_CONFIG
+    return beside
+
+
 def _encoder_meta(path: Path) -> dict[str, Any]:
-    """``encoder.json`` beside an ``encoder.safetensors`` export; errors name the file."""
-    meta_path = path.with_suffix(".json")
+    """The encoder config of an export (``encoder.json`` beside ``encoder.safetensors``) or a
+    model folder (its ``config.json``); errors name the file."""
+    meta_path = _meta_path(path)
     if not meta_path.exists():
         raise FileNotFoundError(f"{path}: the encoder config {meta_path.name} is missing beside it")
     try:
@@ -317,11 +335,13 @@ def check_provenance(provenance: dict[str, Any] | None) -> dict[str, Any]:
 def read_provenance(path: str | Path) -> dict[str, Any]:
     """The ``provenance`` dict a run stored in a checkpoint (``.pt``: ``ckpt-*``, ``final.pt``,
     ``best.pt``) or an encoder export (``.safetensors``, from its ``encoder.json``); ``{}`` when
-    the file carries none. Errors name the file."""
+    the file carries none; a model folder's from its ``config.json``. Errors name the file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
-    if path.suffix in (".safetensors", ".json"):
+    if path.is_dir():
+        prov = _encoder_meta(path).get("provenance")
+    elif path.suffix in (".safetensors", ".json"):
         prov = _encoder_meta(path.with_suffix(".safetensors")).get("provenance")
     else:
         ckpt = load_checkpoint(path)
@@ -332,7 +352,9 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
 def load_encoder(
     path: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
 ) -> ViT:
-    """Load a pretrained encoder from a safetensors export (with its JSON) or a full checkpoint.
+    """Load a pretrained encoder from a model folder (``config.json`` + ``model.safetensors``,
+    :func:`relpos.train.export.save_pretrained`), a safetensors export (``encoder.safetensors``
+    with its ``encoder.json``) or a full checkpoint (``.pt``).
 
     ``overrides`` change constructor arguments (e.g. ``pos_embed="learned", num_tokens=30,
     num_classes=5`` for finetuning); weights that the new configuration lacks or adds (position
@@ -341,15 +363,18 @@ def load_encoder(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"encoder file not found: {path}")
-    if path.suffix == ".safetensors":
+    if path.is_dir() or path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         config = _encoder_meta(path)["vit"]
+        weights = path / FOLDER_WEIGHTS if path.is_dir() else path
+        if not weights.is_file():
+            raise FileNotFoundError(f"{path}: the weights {weights.name} are missing")
         try:
-            state = load_file(str(path), device=str(map_location))
+            state = load_file(str(weights), device=str(map_location))
         except Exception as exc:  # SafetensorError, OSError: damaged or truncated
             raise ValueError(
-                f"{path}: damaged or not a safetensors file ({first_line(exc)})"
+                f"{weights}: damaged or not a safetensors file ({first_line(exc)})"
             ) from exc
     else:
         ckpt = load_checkpoint(path, map_location)

@@ -519,10 +519,20 @@ def load_preset(name: str, cls: type[T], overrides: dict[str, Any] | None = None
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``base``, recursively for nested mappings (neither is modified)."""
+    """``over`` merged into ``base``, recursively for nested mappings (neither is modified).
+    A mapping whose ``kind`` differs from the base's (a sampler of another kind) replaces it
+    instead: the other kind's fields would not fit."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        old = out.get(k)
+        if (
+            isinstance(v, dict)
+            and isinstance(old, dict)
+            and v.get("kind", old.get("kind")) == old.get("kind")
+        ):
+            out[k] = merge(old, v)
+        else:
+            out[k] = v
     return out
 
 

@@ -322,7 +322,7 @@ def train_epoch(
         initial=state.step_in_epoch,
         desc=f"{cfg.task} epoch {state.epoch + 1}/{state.epochs}",
         disable=not (rt.progress and state.dist.is_main),
-        leave=False,
+        leave=True,  # one finished bar per epoch stays on screen
         dynamic_ncols=True,
     )
     state.model.train()

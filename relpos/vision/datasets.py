@@ -1,14 +1,18 @@
 """Image datasets and few-label splits for PART on images.
 
-Every dataset here is a :class:`torch.utils.data.Dataset` returning ``(x, y)`` with ``x`` a
-float32 tensor ``(C, H, W)`` and ``y`` a long scalar (``-1`` when unlabelled). The datasets are
-small, so they are held in memory as one float32 tensor ``.images (N, C, H, W)``: the training
-loop reads batches at memory speed.
+Every dataset here is an :class:`ImageDataset` (a :class:`torch.utils.data.Dataset`) returning
+``(x, y)`` with ``x`` a float32 tensor ``(C, H, W)`` and ``y`` a long scalar (``-1`` when
+unlabelled). The datasets here are held in memory as one float32 tensor
+``.images (N, C, H, W)``: the training loop reads batches at memory speed.
 
+- :class:`ImageDataset`: what every image dataset offers (labels, class names, ``subset``,
+  ``normalized``, ``channel_stats``), in memory or streamed from disk.
 - :class:`ArrayImageDataset`: any array or tensor ``(N, C, H, W)``, ``(N, H, W, C)`` or
   ``(N, H, W)`` (uint8 is scaled to ``[0, 1]``).
 - :class:`ImageFolderDataset`: class sub-folders (torchvision's ``ImageFolder`` layout), read
-  with Pillow and resized or centre-cropped to a fixed size.
+  with Pillow and resized or centre-cropped to a fixed size (file reading and the folder
+  listing are in :mod:`relpos.vision.files`, shared with the lazy reader for folders too big
+  for memory, :class:`relpos.vision.streaming.StreamingImageFolder`).
 - :func:`split_per_class` and :func:`train_test_split_indices`: seeded index splits.
 
 Other sources: :func:`relpos.vision.cifar.load_cifar` (CIFAR-10/100 files you downloaded),
@@ -31,59 +35,41 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from relpos.vision import augment
-from relpos.vision.augment import channel_stats, channel_vector
+from relpos.vision.augment import channel_vector
+from relpos.vision.files import (
+    IMAGE_EXTENSIONS,
+    FolderScan,
+    Size,
+    check_folder_options,
+    fit_image,
+    load_pil,
+    require_optional,
+    scan_image_folder,
+    size_hw,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ArrayImageDataset",
+    "ChannelMoments",
+    "FolderScan",
+    "ImageDataset",
     "ImageFolderDataset",
     "Size",
     "as_tensor",
     "fit_image",
+    "load_pil",
     "require_optional",
+    "scan_image_folder",
     "size_hw",
     "split_per_class",
     "train_test_split_indices",
 ]
 
-#: file name endings read by :class:`ImageFolderDataset` (case-insensitive)
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
-
-_INSTALL_HINT = 'pip install "relpos[images]"'
 Layout = Literal["auto", "NCHW", "NHWC"]
-Size = int | tuple[int, int]
-
-
-def require_optional(module: str, package: str, what: str) -> Any:
-    """Import an optional dependency or raise ImportError with the install command."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:  # pragma: no cover - the extras are installed in the test env
-        raise ImportError(
-            f"{what} needs the optional package {package!r}; install it with: {_INSTALL_HINT}"
-        ) from err
-
-
-def size_hw(size: Size, field: str = "size") -> tuple[int, int]:
-    """``size`` (an int or an ``(H, W)`` pair) as a positive ``(H, W)``; a ValueError names
-    ``field`` otherwise."""
-    hw = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-    if len(hw) != 2 or any(s < 1 for s in hw):
-        raise ValueError(f"{field} must be a positive int or an (H, W) pair; got {size!r}")
-    return hw[0], hw[1]
+Normalize = tuple[Any, Any] | Literal["auto"] | None
 
 
 # ---------------------------------------------------------------------------- array datasets
@@ -114,7 +100,105 @@ def _detect_layout(shape: tuple[int, ...]) -> Literal["NCHW", "NHWC"]:
     )
 
 
-class ArrayImageDataset(Dataset):
+class ChannelMoments:
+    """Per-channel mean and standard deviation of images ``(B, C, H, W)`` fed batch by batch:
+    each batch in float64 (two-pass), merged by Chan et al.'s pairwise update, so the memory
+    is one batch's whatever the number of images. A zero std is reported as 1. Equal, to float
+    rounding, to :func:`~relpos.vision.augment.channel_stats` of all the images at once."""
+
+    #: values per float64 chunk in :meth:`of` (32 MB)
+    CHUNK = 2**22
+
+    def __init__(self, channels: int) -> None:
+        self.count = 0
+        self.mean = torch.zeros(channels, dtype=torch.float64)
+        self.m2 = torch.zeros(channels, dtype=torch.float64)
+
+    def update(self, x: Tensor) -> None:
+        """Add a batch ``(B, C, H, W)``."""
+        flat = rearrange(x.double(), "b c h w -> c (b h w)")
+        k = flat.shape[1]
+        if k == 0:
+            return
+        bmean = flat.mean(1)
+        bm2 = (flat - bmean[:, None]).square().sum(1)
+        delta, total = bmean - self.mean, self.count + k
+        self.mean = self.mean + delta * (k / total)
+        self.m2 = self.m2 + bm2 + delta.square() * (self.count * k / total)
+        self.count = total
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """``(mean, std)``, two float32 ``(C,)``."""
+        if self.count == 0:
+            raise ValueError("channel statistics of no images")
+        std = (self.m2 / self.count).sqrt()
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return self.mean.float(), std.float()
+
+    @classmethod
+    def of(cls, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Statistics of ``images (N, C, H, W)`` in chunks of about :data:`CHUNK` values."""
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W); got shape {tuple(images.shape)}")
+        acc = cls(images.shape[1])
+        step = max(1, cls.CHUNK // max(1, images[0].numel()))
+        for start in range(0, images.shape[0], step):
+            acc.update(images[start : start + step])
+        return acc.result()
+
+
+class ImageDataset(Dataset):
+    """What every image dataset offers, in memory or streamed: ``(x (C, H, W), y)`` items.
+
+    Attributes:
+        labels: ``(N,)`` long, ``-1`` where unlabelled (known without decoding any image).
+        classes: class names; ``num_classes``: their count; ``shape``: ``(C, H, W)``.
+        mean, std: ``(C,)`` normalisation last applied (``None`` when not normalised).
+    """
+
+    labels: Tensor
+    classes: list[str]
+    mean: Tensor | None
+    std: Tensor | None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def subset(self, indices: Any) -> ImageDataset:
+        """A new dataset of the images at ``indices`` (same class names and normalisation)."""
+        raise NotImplementedError
+
+    def normalized(self, mean: Any, std: Any) -> ImageDataset:
+        """A new dataset whose images are ``(x - mean) / std`` per channel of these."""
+        raise NotImplementedError
+
+    def channel_stats(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and std ``(C,)`` of the images (of a seeded random ``max_images``
+        of them, when given and fewer than ``len(self)``)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        c, h, w = self.shape
+        labelled = int((self.labels >= 0).sum())
+        return (
+            f"{type(self).__name__}(N={len(self)}, C={c}, H={h}, W={w}, "
+            f"classes={self.num_classes}, labelled={labelled})"
+        )
+
+
+class ArrayImageDataset(ImageDataset):
     """Images held in memory as one float32 tensor.
 
     Args:
@@ -159,11 +243,12 @@ class ArrayImageDataset(Dataset):
                 "images must have 3 axes (N, H, W) or 4 axes (N, C, H, W) / (N, H, W, C); "
                 f"got shape {tuple(x.shape)}"
             )
+        source = x
+        x = x.contiguous()  # before the cast: one float32 copy, not two (channels-last input)
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
         else:
             x = x.float()
-        x = x.contiguous()
         n = x.shape[0]
 
         if labels is None:
@@ -185,12 +270,15 @@ class ArrayImageDataset(Dataset):
                     raise ValueError(
                         f"normalize must be None, 'auto' or (mean, std); got {normalize!r}"
                     )
-                mean, std = channel_stats(x)
+                mean, std = ChannelMoments.of(x)
             else:
                 if len(normalize) != 2:
                     raise ValueError(f"normalize must be a (mean, std) pair; got {normalize!r}")
                 mean, std = (channel_vector(v, x.shape[1], "normalize") for v in normalize)
-            x = augment.normalize(x, mean, std)
+            if x.data_ptr() == source.data_ptr():  # the caller's tensor: not in place
+                x = augment.normalize(x, mean, std)
+            else:  # a tensor made here: in place, the same arithmetic as augment.normalize
+                x.sub_(mean[:, None, None]).div_(std[:, None, None])
             self.mean, self.std = mean, std
 
         self.images: Tensor = x
@@ -205,10 +293,6 @@ class ArrayImageDataset(Dataset):
             )
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
     def shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of every image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
@@ -219,74 +303,42 @@ class ArrayImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.images[index], self.labels[index]
 
-    def subset(self, indices: Any) -> ArrayImageDataset:
-        """A new dataset of the images at ``indices`` (same class names and normalisation)."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
+    def _like(self, images: Tensor, labels: Tensor) -> ArrayImageDataset:
         out = ArrayImageDataset.__new__(ArrayImageDataset)
-        out.images = self.images[idx]
-        out.labels = self.labels[idx]
+        out.images, out.labels = images, labels
         out.classes = list(self.classes)
         out.mean, out.std = self.mean, self.std
         return out
 
-    def __repr__(self) -> str:
-        c, h, w = self.shape
-        labelled = int((self.labels >= 0).sum())
-        return (
-            f"{type(self).__name__}(N={len(self)}, C={c}, H={h}, W={w}, "
-            f"classes={self.num_classes}, labelled={labelled})"
-        )
+    def subset(self, indices: Any) -> ArrayImageDataset:
+        """A new dataset of the images at ``indices`` (same class names and normalisation)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self._like(self.images[idx], self.labels[idx])
+
+    def normalized(self, mean: Any, std: Any) -> ArrayImageDataset:
+        """A new dataset of ``(images - mean) / std`` per channel (``mean``/``std``: scalars or
+        ``(C,)``)."""
+        c = self.images.shape[1]
+        m, s = channel_vector(mean, c, "mean"), channel_vector(std, c, "std")
+        out = self._like(augment.normalize(self.images, m, s), self.labels)
+        out.mean, out.std = m, s
+        return out
+
+    def channel_stats(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and std ``(C,)`` of the images (of a seeded random ``max_images``
+        of them, when fewer than ``len(self)``): :meth:`ChannelMoments.of`."""
+        x = self.images
+        if max_images is not None and max_images < len(self):
+            g = torch.Generator().manual_seed(int(seed))
+            x = x[torch.sort(torch.randperm(len(self), generator=g)[:max_images]).values]
+        return ChannelMoments.of(x)
 
 
 # ---------------------------------------------------------------------------- image folders
-def _load_pil(path: Path, size: tuple[int, int], mode: str, channels: int) -> np.ndarray:
-    """Read, convert and resize one image -> ``(H, W, C)`` uint8. Raises ValueError on failure."""
-    image_mod = require_optional("PIL.Image", "pillow", "reading image files")
-    color = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    try:
-        with image_mod.open(path) as im:
-            im.load()
-            im = im.convert(color)
-    except Exception as err:  # Pillow raises several types for corrupt files
-        raise ValueError(f"cannot read image file {path}: {err}") from err
-    return fit_image(im, size, mode, channels)
-
-
-def fit_image(im: Any, size: tuple[int, int], mode: str, channels: int) -> np.ndarray:
-    """Resize a PIL image (``"resize"``) or resize its shorter side and centre-crop
-    (``"center_crop"``) -> ``(H, W, channels)`` uint8."""
-    image_mod = require_optional("PIL.Image", "pillow", "resizing images")
-    h, w = size
-    bicubic = image_mod.Resampling.BICUBIC
-    if mode == "resize":
-        if im.size != (w, h):
-            im = im.resize((w, h), bicubic)
-    elif mode == "center_crop":
-        iw, ih = im.size
-        scale = max(h / ih, w / iw)
-        nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-        if (nw, nh) != (iw, ih):
-            im = im.resize((nw, nh), bicubic)
-        left, top = (nw - w) // 2, (nh - h) // 2
-        im = im.crop((left, top, left + w, top + h))
-    else:
-        raise ValueError(f"mode must be 'resize' or 'center_crop'; got {mode!r}")
-    arr = np.asarray(im, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    return arr.reshape(h, w, channels)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-
-
 class ImageFolderDataset(ArrayImageDataset):
-    """Images in class sub-folders (``root/<class>/<image>``), loaded into memory.
+    """Images in class sub-folders (``root/<class>/<image>``), loaded into memory (for
+    CIFAR-sized sets; :class:`relpos.vision.streaming.StreamingImageFolder` reads bigger ones
+    lazily).
 
     Classes are the sub-folder names in sorted order (as torchvision's ``ImageFolder``); files
     ending in :data:`IMAGE_EXTENSIONS` are read with Pillow, converted to ``channels``
@@ -301,6 +353,8 @@ class ImageFolderDataset(ArrayImageDataset):
         channels: 1, 3 or 4.
         normalize: as :class:`ArrayImageDataset`.
         progress: show a tqdm bar (default: when there are more than 500 files).
+        scan: the folder's :func:`scan_image_folder`, when already made (``root`` is then
+            ignored).
 
     Attributes:
         samples: ``[(path, label), ...]`` in load order; ``class_to_idx``: name -> index.
@@ -318,53 +372,28 @@ class ImageFolderDataset(ArrayImageDataset):
         *,
         mode: Literal["resize", "center_crop"] = "resize",
         channels: int = 3,
-        normalize: tuple[Any, Any] | Literal["auto"] | None = None,
+        normalize: Normalize = None,
         progress: bool | None = None,
+        scan: FolderScan | None = None,
     ) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
-        if channels not in (1, 3, 4):
-            raise ValueError(f"channels must be 1, 3 or 4; got {channels}")
-        if mode not in ("resize", "center_crop"):
-            raise ValueError(f"mode must be 'resize' or 'center_crop'; got {mode!r}")
-        hw = size_hw(size)
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        samples: list[tuple[Path, int]] = []
-        classes: list[str] = []
-        if class_dirs:
-            for k, d in enumerate(class_dirs):
-                files = _list_images(d)
-                if not files:
-                    raise ValueError(
-                        f"class folder {d} holds no image files (expected endings: "
-                        f"{', '.join(IMAGE_EXTENSIONS)})"
-                    )
-                samples += [(f, k) for f in files]
-                classes.append(d.name)
-        else:
-            samples = [(f, -1) for f in _list_images(root)]
-        if not samples:
-            raise ValueError(
-                f"image folder {root} holds no image files (expected class sub-folders with "
-                f"files ending in {', '.join(IMAGE_EXTENSIONS)})"
-            )
+        hw = check_folder_options(size, mode, channels)
+        if scan is None:
+            scan = scan_image_folder(root)
+        root = scan.root
         if progress is None:
-            progress = len(samples) > 500
+            progress = len(scan.files) > 500
         from tqdm.auto import tqdm
 
-        c = channels
-        out = np.empty((len(samples), hw[0], hw[1], c), dtype=np.uint8)
-        for i, (path, _) in enumerate(
-            tqdm(samples, desc=f"images {root.name}", unit="img", disable=not progress)
+        out = np.empty((len(scan.files), hw[0], hw[1], channels), dtype=np.uint8)
+        for i, name in enumerate(
+            tqdm(scan.files, desc=f"images {root.name}", unit="img", disable=not progress)
         ):
-            out[i] = _load_pil(path, hw, mode, c)
-        labels = np.array([k for _, k in samples], dtype=np.int64)
-        super().__init__(out, labels, layout="NHWC", normalize=normalize, classes=classes)
+            out[i] = load_pil(root / name, hw, mode, channels)
+        super().__init__(out, scan.labels, layout="NHWC", normalize=normalize, classes=scan.classes)
         self.root = root
-        self.samples = samples
-        self.class_to_idx = {name: i for i, name in enumerate(classes)}
-        log.info("loaded %d images of %d classes from %s", len(samples), len(classes), root)
+        self.samples = [(root / f, int(k)) for f, k in zip(scan.files, scan.labels, strict=True)]
+        self.class_to_idx = {name: i for i, name in enumerate(scan.classes)}
+        log.info("loaded %d images of %d classes from %s", len(out), len(scan.classes), root)
 
 
 # ---------------------------------------------------------------------------- splits

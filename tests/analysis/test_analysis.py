@@ -356,3 +356,15 @@ def test_predicted_variance_of_a_gaussian_nll_model():
         predicted_variance(mse, tokens, spans)
     with pytest.raises(ValueError, match="no predict_with_logvar"):
         predicted_variance(Oracle(), tokens, spans)
+
+
+def test_confusion_title_shows_kappa_and_macro_f1() -> None:
+    pytest.importorskip("matplotlib")
+    from relpos.train.metrics import confusion_matrix
+
+    y, p = [0, 0, 0, 1, 1], [0, 0, 1, 1, 2]
+    cm = confusion_matrix(y, p, 3)
+    title = plot_confusion(cm, ["a", "b", "c"]).axes[0].get_title()
+    assert "macro-F1 0.433" in title and "kappa 0.333" in title and "(n=5)" in title
+    metrics = pytest.importorskip("sklearn.metrics")
+    assert metrics.cohen_kappa_score(y, p) == pytest.approx(1 / 3)

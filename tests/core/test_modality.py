@@ -7,7 +7,7 @@ import torch
 
 import relpos
 from relpos.core.extract import extract
-from relpos.core.modality import STFT, Modality, get_modality, list_modalities, spectrogram
+from relpos.core.modality import Modality, get_modality, list_modalities
 from relpos.core.registry import Registry
 from relpos.core.samplers import Grid, RandomSpans, RandomWindows
 from relpos.core.tokenizer import Tokenizer
@@ -73,22 +73,18 @@ def test_register_modality_from_outside():
         relpos.get_modality("broken_test")
 
 
-def test_spectrogram_transform():
-    stft = STFT(n_fft=16, hop=4)
-    x = torch.randn(2, 3, 64)
-    spec = stft(x)
-    assert spec.shape == (2, 3, 9, 17) and bool((spec >= 0).all())
-    # each channel transformed on its own
-    assert torch.allclose(stft(x[:, 1:2]), spec[:, 1:2])
-    m = spectrogram(channels=3, freq_patch=3, time_patch=4, count=6, n_fft=16, hop=4)
-    assert m.transform is not None and m.prepare(x).shape == (2, 3, 9, 17)
-    tokens, _ = m.tokenize(m.prepare(x))
+def test_spectrogram_is_registered_lazily_and_tokenizes():
+    """The registered ``spectrogram`` is relpos.core.stft's (tested against scipy in
+    tests/core/test_stft.py): raw signals in, boxes over (frequency, time) out."""
+    x = torch.randn(2, 3, 256)
+    m = get_modality(
+        "spectrogram", channels=3, freq_patch=3, time_patch=4, count=6, n_fft=16, hop=4
+    )
+    spec = m.prepare(x)
+    assert spec.ndim == 4 and spec.shape[:2] == (2, 3)
+    tokens, _ = m.tokenize(spec)
     assert tokens.shape == (2, 6, 3, 3, 4)
-    assert spectrogram().transform is None  # spectrograms given as data
-    with pytest.raises(ValueError, match="expected a signal"):
-        stft(torch.randn(2, 8))
-    with pytest.raises(ValueError, match="n_fft must be >= 2"):
-        STFT(1)
+    assert get_modality("spectrogram").transform is None  # spectrograms given as data
 
 
 def test_modality_tokenizer_cuts_every_token():

@@ -455,3 +455,37 @@ def test_prepare_real_header_and_annotations(tmp_path: Path) -> None:
         row = next(r.split("\t") for r in f if r.startswith("tr03-0005\t"))
     code = {"W": 0, "1": 1, "2": 2, "3": 3, "R": 4}
     assert meta["labels"] == [code[c] for c in row[3][: meta["n_epochs"]]]
+
+
+# --------------------------------------------------------------------------------------------
+# sources: no records, records already in memory
+# --------------------------------------------------------------------------------------------
+
+
+def test_prepare_without_records_fails_listing_the_folder(tmp_path: Path) -> None:
+    """It exited 0 with "records found 0" before."""
+    (tmp_path / "src").mkdir()
+    for name in ("a.txt", "b.txt", "c.csv"):
+        (tmp_path / "src" / name).write_text("x")
+    with pytest.raises(ValueError) as ei:
+        prepare_store(tmp_path / "src", tmp_path / "store", progress=False)
+    assert str(ei.value).startswith(f"{tmp_path / 'src'}: no records found (2 .txt files, 1 .csv")
+    assert "\n" not in str(ei.value) and not (tmp_path / "store").exists()
+
+
+def test_records_in_memory_make_the_same_store(src: Path, tmp_path: Path) -> None:
+    """The writer reads any source record: the same records read into memory first give the
+    same epochs and metas as their files."""
+    from relpos.sleep.physionet2018 import find_records, read_record
+    from relpos.sleep.recordings import InMemoryRecord
+
+    files = find_records(src / "training")
+    prepare_store(src / "training", tmp_path / "a", progress=False, dtype="float32")
+    mem = [InMemoryRecord(read_record(f), str(f.header)) for f in files]
+    s = prepare_store(mem, tmp_path / "b", progress=False, dtype="float32")
+    assert s.n_new == len(files) == 4
+    for f in files:
+        a, b = (np.load(tmp_path / d / "records" / f"{f.record_id}.npy") for d in "ab")
+        np.testing.assert_array_equal(a, b)
+        ma, mb = (json.loads((tmp_path / d / "records" / f"{f.record_id}.json").read_text()) for d in "ab")  # fmt: skip
+        assert ma == mb

@@ -369,3 +369,15 @@ def test_config_wires_the_options(tmp_path):
     assert isinstance(ft, ViT) and ft.embed_type == "conv"
     with pytest.raises(ValueError, match="needs pretext.pos_embed='sincos'"):
         TrainConfig.model_validate({"pretext": {"score": "dropped_target"}})
+
+
+def test_merge_replaces_a_mapping_of_another_kind():
+    """``--set pretext.sampler.kind=boxes`` on a windows preset: the windows' fields go."""
+    from relpos.train.config import merge
+
+    base = {"sampler": {"kind": "windows", "length": 100.0, "count": 40}, "lr": 1}
+    assert merge(base, {"sampler": {"kind": "boxes"}}) == {"sampler": {"kind": "boxes"}, "lr": 1}
+    assert merge(base, {"sampler": {"count": 8}})["sampler"] == {
+        "kind": "windows", "length": 100.0, "count": 8,
+    }  # fmt: skip
+    assert merge(base, {"sampler": {"kind": "windows", "count": 8}})["sampler"]["length"] == 100.0

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from einops import rearrange
 
 from relpos.vision.augment import channel_stats, normalize
 from relpos.vision.datasets import (
     ArrayImageDataset,
+    ChannelMoments,
     ImageFolderDataset,
     split_per_class,
     train_test_split_indices,
@@ -169,8 +171,30 @@ def test_train_test_split_indices():
 
 def test_package_exports_the_modules_names():
     import relpos.vision as vision
-    from relpos.vision import augment, bundled, cifar, datasets, registry
+    from relpos.vision import augment, bundled, cifar, datasets, registry, streaming
 
+    modules = (augment, bundled, cifar, datasets, registry, streaming)
     for name in vision.__all__:
-        homes = [m for m in (augment, bundled, cifar, datasets, registry) if name in m.__all__]
+        homes = [m for m in modules if name in m.__all__]
         assert len(homes) == 1 and getattr(vision, name) is getattr(homes[0], name), name
+
+
+def test_channel_moments_in_chunks_and_inputs_left_alone(monkeypatch):
+    x = torch.rand(40, 3, 5, 7, generator=torch.Generator().manual_seed(1))
+    x = x * torch.tensor([1.0, 4.0, 9.0])[:, None, None] + 2.0
+    want = channel_stats(x)
+    monkeypatch.setattr(ChannelMoments, "CHUNK", 3 * 5 * 7 * 6)  # 6 images a chunk, 4 left over
+    for got, ref in zip(ChannelMoments.of(x), want, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=0)
+    keep = x.clone()
+    ds = ArrayImageDataset(
+        x, normalize="auto"
+    )  # the caller's float tensor is not normalised in place
+    assert torch.equal(x, keep)
+    torch.testing.assert_close(ds.images, normalize(x, *want))
+    u8 = torch.randint(0, 256, (6, 9, 9, 3), dtype=torch.uint8)
+    own = ArrayImageDataset(u8, normalize=(0.5, 0.2))  # a tensor made here: normalised in place
+    ref = normalize(rearrange(u8, "n h w c -> n c h w").float() / 255.0, 0.5, 0.2)
+    assert torch.equal(own.images, ref) and own.images.is_contiguous()
+    with pytest.raises(ValueError, match="no images"):
+        ChannelMoments(3).result()

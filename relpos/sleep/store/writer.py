@@ -30,14 +30,22 @@ import numpy as np
 
 from relpos.core.atomic import atomic_path
 from relpos.core.workers import worker_pool
-from relpos.sleep.format import EEG_CHANNELS, UNLABELLED
-from relpos.sleep.physionet2018 import Record, RecordError, RecordFiles, find_records, read_record
+from relpos.sleep.edf import EdfNaming
+from relpos.sleep.format import UNLABELLED
+from relpos.sleep.physionet2018 import Record, RecordError
 from relpos.sleep.preprocess import (
     EpochedSignal,
     Pipeline,
     default_pipeline,
     drop_bad_epochs,
     implausible_signal,
+)
+from relpos.sleep.recordings import (
+    SourceFormat,
+    SourceRecord,
+    default_channels,
+    find_sleep_records,
+    read_record,
 )
 from relpos.sleep.store.layout import (
     FORMAT,
@@ -150,7 +158,7 @@ def _open_store(root: Path, pipeline: Pipeline, channels: Sequence[str], dtype: 
 
 
 def _epochs(
-    rec: RecordFiles,
+    rec: SourceRecord,
     pipeline: Pipeline,
     channels: tuple[str, ...],
     require_labels: bool,
@@ -165,7 +173,7 @@ def _epochs(
     S0 = pipeline.epochs_step.samples(record.fs)
     if T - record.onset < S0:
         raise RecordError(
-            f"{rec.header}: record shorter than one epoch: {T - record.onset} samples "
+            f"{rec.path}: record shorter than one epoch: {T - record.onset} samples "
             f"after onset sample {record.onset} < {S0} ({pipeline.epochs_step.seconds} s "
             f"at {record.fs:g} Hz)"
         )
@@ -186,7 +194,7 @@ def _to_dtype(epochs: np.ndarray, dtype: str) -> tuple[np.ndarray, int]:
 
 
 def _prepare_record(
-    rec: RecordFiles,
+    rec: SourceRecord,
     pipeline: Pipeline,
     channels: tuple[str, ...],
     dtype: str,
@@ -206,7 +214,7 @@ def _prepare_record(
     timings["drop"] = time.perf_counter() - t0
     if kept.shape[0] == 0:
         raise RecordError(
-            f"{rec.header}: all {n} epochs are bad (NaN: {dropped['nan']}, flat: {dropped['flat']})"
+            f"{rec.path}: all {n} epochs are bad (NaN: {dropped['nan']}, flat: {dropped['flat']})"
         )
     assert kept_labels is not None
     warning = implausible_signal(kept, dropped, n)
@@ -227,7 +235,7 @@ def _prepare_record(
         "onset_s": np.round(ep.onsets[keep], 6).tolist(),
         "dropped": dropped,
         "n_clipped": n_clipped,
-        "source": str(rec.header.parent),
+        "source": str(rec.path.parent),
     }
     if warning:
         meta["warning"] = warning
@@ -251,7 +259,7 @@ def _save_record(root: Path, arr: np.ndarray, meta: dict[str, Any]) -> None:
         raise
 
 
-def _skip(rec: RecordFiles, root: Path, e: Exception, timings: dict[str, float]) -> Result:
+def _skip(rec: SourceRecord, root: Path, e: Exception, timings: dict[str, float]) -> Result:
     """Mark a record skipped for a problem of its own (``skipped/<id>.json``)."""
     rid = rec.record_id
     reason = str(e) if isinstance(e, RecordError) else f"{type(e).__name__}: {e}"
@@ -260,7 +268,7 @@ def _skip(rec: RecordFiles, root: Path, e: Exception, timings: dict[str, float])
     npy = record_npy_path(root, rid)
     with writing(npy):
         npy.unlink(missing_ok=True)
-    info = {"record_id": rid, "reason": reason, "source": str(rec.header.parent)}
+    info = {"record_id": rid, "reason": reason, "source": str(rec.path.parent)}
     write_json(skipped_path(root, rid), info)
     return {"record_id": rid, "status": "skipped", "reason": reason, "timings": timings}
 
@@ -271,7 +279,7 @@ _RECORD_PROBLEMS = (ValueError, OSError)
 
 
 def _process_record(
-    rec: RecordFiles,
+    rec: SourceRecord,
     store_dir: str,
     pipeline_json: str,
     channels: tuple[str, ...],
@@ -327,11 +335,11 @@ def _check_count(name: str, value: Any) -> int:
 
 
 def prepare_store(
-    src_dir: str | os.PathLike,
+    src_dir: str | os.PathLike | Sequence[SourceRecord],
     store_dir: str | os.PathLike,
     *,
     pipeline: Pipeline | None = None,
-    channels: Sequence[str] = EEG_CHANNELS,
+    channels: Sequence[str] | None = None,
     dtype: str = "float16",
     jobs: int = 1,
     progress: bool = True,
@@ -339,6 +347,8 @@ def prepare_store(
     limit: int | None = None,
     retry_skipped: bool = False,
     mp_context: str | None = "spawn",
+    source_format: SourceFormat = "auto",
+    naming: EdfNaming | None = None,
 ) -> PrepareSummary:
     """Preprocess the records under ``src_dir`` into the epoch store ``store_dir``.
 
@@ -356,19 +366,25 @@ def prepare_store(
     each stored epoch's number in the 30-s grid.
 
     Args:
-        src_dir: challenge download (or any tree/flat directory of records).
+        src_dir: a folder (or file) of records in ``source_format`` -- the challenge download
+            or any tree/flat directory of records, EDF recordings with hypnograms -- or
+            records already found (:mod:`relpos.sleep.recordings`).
         store_dir: output directory (created).
         pipeline: preprocessing (default :func:`default_pipeline`); stored in store.json.
-        channels: signals to keep, in this order.
+        channels: signals to keep, in this order (store.json holds them; default: the six
+            EEG derivations of PhysioNet 2018; EDF recordings need them named).
         dtype: ``"float16"`` (half the disk; values beyond +-65504 are clipped and counted)
             or ``"float32"``.
         jobs: worker processes, >= 1 (1: in this process). Each worker holds one record at a
             time (~0.6 GB for an 8-h record), at most ``jobs`` records are in flight.
         progress: show a tqdm bar.
-        require_labels: skip records without ``.arousal`` instead of storing them unlabelled.
+        require_labels: skip records without stage labels (``.arousal``, hypnogram) instead
+            of storing them unlabelled.
         limit: only the first ``limit`` (>= 1) records (by id).
         retry_skipped: redo records skipped by an earlier run.
         mp_context: multiprocessing start method for ``jobs > 1``.
+        source_format: ``auto`` (detect), ``physionet2018`` or ``edf``.
+        naming: how EDF recordings and hypnograms pair (default: Sleep-EDF's naming).
 
     Returns:
         :class:`PrepareSummary` (also written to ``store_dir/summary.json``).
@@ -377,7 +393,8 @@ def prepare_store(
         StoreMismatchError: the store exists with another pipeline/dtype/channels.
         StoreLockedError: another prepare run is writing the store.
         StoreWriteError: writing the store failed (the run stopped; nothing marked skipped).
-        ValueError: bad ``dtype``, ``jobs`` or ``limit``; damaged ``store.json``.
+        ValueError: bad ``dtype``, ``jobs`` or ``limit``; damaged ``store.json``; no records
+            in ``src_dir`` (the message lists what it holds); EDF without ``channels``.
     """
     t_start = time.perf_counter()
     if dtype not in ("float16", "float32"):
@@ -385,9 +402,12 @@ def prepare_store(
     jobs = _check_count("jobs", jobs)
     limit = None if limit is None else _check_count("limit", limit)
     pipeline = pipeline or default_pipeline()
-    channels = tuple(channels)
+    if isinstance(src_dir, (str, os.PathLike)):
+        records = find_sleep_records(src_dir, source_format, naming)[:limit]
+    else:
+        records = list(src_dir)[:limit]
+    channels = tuple(channels) if channels is not None else default_channels(records)
     root = Path(store_dir)
-    records = find_records(src_dir)[:limit]
     with writing(root):
         root.mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary(store_dir=str(root), n_found=len(records))
@@ -409,11 +429,11 @@ def prepare_store(
 
 
 def _plan(
-    records: list[RecordFiles], root: Path, retry_skipped: bool, summary: PrepareSummary
-) -> list[RecordFiles]:
+    records: list[SourceRecord], root: Path, retry_skipped: bool, summary: PrepareSummary
+) -> list[SourceRecord]:
     """The records still to prepare; counts the finished and skipped ones in ``summary``
     and notes the damaged ones it will redo in ``summary.repaired``."""
-    todo: list[RecordFiles] = []
+    todo: list[SourceRecord] = []
     for rec in records:
         rid = rec.record_id
         meta, npy = record_meta_path(root, rid), record_npy_path(root, rid)
@@ -439,7 +459,7 @@ def _plan(
 
 
 def _run(
-    todo: list[RecordFiles],
+    todo: list[SourceRecord],
     args: tuple[Any, ...],
     jobs: int,
     mp_context: str | None,
@@ -476,7 +496,7 @@ def _run(
 
 
 def _run_pool(
-    todo: list[RecordFiles],
+    todo: list[SourceRecord],
     args: tuple[Any, ...],
     jobs: int,
     mp_context: str | None,
@@ -488,7 +508,7 @@ def _run_pool(
     pending = list(reversed(todo))
     while pending:
         with worker_pool(jobs, mp_context) as pool:
-            inflight: dict[cf.Future, RecordFiles] = {}
+            inflight: dict[cf.Future, SourceRecord] = {}
             broken = False
             while (pending or inflight) and not broken:
                 while pending and len(inflight) < jobs:
