@@ -265,8 +265,29 @@ def _fit_to_data(cfg: TrainConfig, data: SourceData) -> TrainConfig:
     if shape == (m.channels, *m.extent):
         return cfg
     log.info("input (C, *extent) from the data: %s (config had %s)", shape, (m.channels, *m.extent))
+    if len(shape) - 1 != m.ndim:
+        raise ValueError(_axes_hint(m.name, m.ndim, shape))
     change = {"modality": {"channels": shape[0], "extent": list(shape[1:])}}
     return TrainConfig.model_validate(merge(cfg.model_dump(mode="json"), change))
+
+
+def _axes_hint(name: str, ndim: int, shape: tuple[int, ...]) -> str:
+    """Why the data do not fit modality ``name``, and the presets that make them fit."""
+    from relpos.train.config import PresetSections, list_presets, load_preset
+
+    fitting = []
+    for preset in list_presets():
+        try:
+            sections = load_preset(preset, PresetSections)
+        except ValueError:
+            continue
+        if sections.pretrain.modality.name == name:
+            fitting.append(preset)
+    hint = f"; its presets set the transform: --preset {' or '.join(fitting)}" if fitting else ""
+    return (
+        f"modality {name!r} takes {ndim}-D inputs (C, *extent) but the data give {shape} "
+        f"(C, *extent){hint}"
+    )
 
 
 def _first_input(item: Any) -> Any:

@@ -242,3 +242,12 @@ def test_evaluate_warns_when_a_replaced_split_leaks_training_subjects(capsys, ca
     assert "not a held-out score" in caplog.text and final in caplog.text
     report = json.loads((runs / "ev" / "metrics.json").read_text())
     assert set(report["overlap"]) <= {"trained", "pretrained"} and report["overlap"]
+
+
+def test_a_modality_whose_axes_do_not_fit_the_data_names_the_preset(capsys, cli_store):
+    """Raw EEG epochs are 1-D; the spectrogram modality needs its preset's transform."""
+    _splits(cli_store)
+    capsys.readouterr()
+    out = str(cli_store.parent / "r")
+    err = fails(capsys, "pretrain", "--modality", "spectrogram", "--store", str(cli_store), "--out", out)  # fmt: skip
+    assert "takes 2-D inputs" in err and "--preset physionet2018-spectrogram" in err
