@@ -5,9 +5,6 @@ Modalities, samplers, heads, encoder presets and data sources are registries: re
 own and name it from configs and the command line.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _dist_version
-
 from relpos import train  # the package, callable as relpos.train.api.train
 from relpos.core.extract import extract
 from relpos.core.modality import Modality, get_modality, list_modalities, register_modality
@@ -37,12 +34,9 @@ from relpos.train.api import predict
 from relpos.train.checkpoint import export_encoder, load_encoder, load_model
 from relpos.train.config import TrainConfig, load_config, load_preset
 from relpos.train.data import get_data_source, list_data_sources, register_data_source
-from relpos.train.export import save_pretrained
+from relpos.train.export import relpos_version, save_pretrained
 
-try:
-    __version__ = _dist_version("relpos")  # the installed distribution's version
-except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
-    __version__ = "0+unknown"
+__version__ = relpos_version()  # the installed distribution's version
 
 # The domains' data sources, imported only when a run asks for them (no mne/wfdb at import).
 register_data_source("eeg_store", "relpos.sleep.sources:eeg_store")

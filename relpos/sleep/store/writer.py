@@ -82,14 +82,10 @@ Result = dict[str, Any]
 
 
 def _store_config(pipeline: Pipeline, channels: Sequence[str], dtype: str) -> dict[str, Any]:
-    pkg = "relpos"
-    fs = next((s.sfreq for s in pipeline.continuous_steps if s.name == "resample"), None)
-    try:
-        from importlib.metadata import version
+    from relpos.train.export import relpos_version
 
-        created_by = f"{pkg} {version(pkg)}"
-    except Exception:
-        created_by = pkg
+    fs = next((s.sfreq for s in pipeline.continuous_steps if s.name == "resample"), None)
+    created_by = f"relpos {relpos_version()}"
     return {
         "format": FORMAT,
         "version": VERSION,
