@@ -234,7 +234,7 @@ def test_without_early_stopping_nothing_changes(tmp_path):
 
 DDP_SCRIPT = textwrap.dedent(
     """
-    import json, sys, torch
+    import json, os, pathlib, sys, torch
     from torch.utils.data import TensorDataset
     from relpos.train.config import TrainConfig
     from relpos.train.api import train
@@ -252,7 +252,8 @@ DDP_SCRIPT = textwrap.dedent(
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(128, 1, 16, 16, generator=g), torch.randint(0, 3, (128,), generator=g)
     _, r = train(cfg, TensorDataset(x, y), out, val_dataset=TensorDataset(x[:32], y[:32]))
-    print("RESULT", json.dumps([r.steps, r.best_step]))
+    rank = os.environ["RANK"]  # one file per rank: two ranks printing to one pipe interleave
+    pathlib.Path(out, f"result-{rank}.json").write_text(json.dumps([r.steps, r.best_step]))
     """
 )
 
@@ -264,11 +265,7 @@ def test_ddp_ranks_stop_together(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), str(tmp_path / "out"), "8"]  # fmt: skip
-    done = subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True, text=True)
-    results = [
-        json.loads(line.split("RESULT ")[1])
-        for line in done.stdout.splitlines()
-        if "RESULT" in line
-    ]
+    subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True, text=True)
+    results = [json.loads((tmp_path / "out" / f"result-{r}.json").read_text()) for r in (0, 1)]
     assert results == [[9, 3], [9, 3]]  # both ranks: evaluations at 3, 6, 9, stopped at 9
     assert [r["step"] for r in records(tmp_path / "out", "val")] == [3, 6, 9]
