@@ -550,7 +550,7 @@ def test_workers_die_with_a_killed_parent(
         time.sleep(0.3)  # inside their record by now
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(10)
-        assert wait_until(lambda: not any(alive(w) for w in workers), 5), [
+        assert wait_until(lambda: not any(alive(w) for w in workers), 30), [
             (w, proc_state(w)) for w in workers if alive(w)
         ]
     finally:
@@ -598,7 +598,7 @@ def _kill_resume(
             time.sleep(0.01)
         proc.join()
         assert proc.exitcode in (0, -signal.SIGKILL), proc.exitcode
-        assert wait_until(lambda: not any(alive(w) for w in seen), 5), "orphaned workers"
+        assert wait_until(lambda: not any(alive(w) for w in seen), 30), "orphaned workers"
     finally:
         kill_all([proc.pid, *seen])
     s = prepare_store(src, store, progress=False)

@@ -116,10 +116,8 @@ def test_a_locked_run_directory_fails_fast_and_writes_nothing(tmp_path):
     run(tiny_config(max_steps=3), out)
     before = snapshot(out)
     with RunLock(out):  # another run holds it (flock: per open file, so in-process works)
-        t0 = time.monotonic()
-        with pytest.raises(RunLockedError) as exc:
+        with pytest.raises(RunLockedError) as exc:  # at once: the lock is taken non-blocking
             run(tiny_config(max_steps=6), out)
-    assert time.monotonic() - t0 < 5
     msg = one_line(exc)
     assert str(out) in msg and "another relpos run" in msg and "--out" in msg
     assert snapshot(out) == before  # config.yaml, checkpoints and metrics untouched
@@ -127,23 +125,28 @@ def test_a_locked_run_directory_fails_fast_and_writes_nothing(tmp_path):
     assert res.steps == 6 and steps(out) == [2, 3, 4, 6]
 
 
-def _slow_run(out: str) -> None:
+def _held_run(out: str) -> None:
+    """(forked child) a run that, once it has a checkpoint, waits until the test lets it go on
+    (the file ``OUT.go``), however slow the machine is."""
     torch.set_num_threads(1)
     cfg = tiny_config(max_steps=8)
     task = make_task(cfg)
+    go, deadline = Path(out + ".go"), time.monotonic() + 60
 
-    def slow(model, batch, gen):
-        time.sleep(0.05)
+    def held(model, batch, gen):
+        while list(Path(out, "checkpoints").glob("ckpt-*.pt")) and not go.exists():
+            assert time.monotonic() < deadline, "the test never let the run go on"
+            time.sleep(0.01)
         return task(model, batch, gen)
 
     torch.manual_seed(123)
-    fit(cfg, build_model(cfg), slow, tiny_data(), out)
+    fit(cfg, build_model(cfg), held, tiny_data(), out)
 
 
 @fork
 def test_two_concurrent_runs_on_one_out(tmp_path, one_thread):
     out = tmp_path / "run"
-    first = multiprocessing.get_context("fork").Process(target=_slow_run, args=(str(out),))
+    first = multiprocessing.get_context("fork").Process(target=_held_run, args=(str(out),))
     first.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list((out / "checkpoints").glob("ckpt-*.pt")):
@@ -151,6 +154,7 @@ def test_two_concurrent_runs_on_one_out(tmp_path, one_thread):
     with pytest.raises(RunLockedError) as exc:
         run(tiny_config(max_steps=8), out)
     assert f"(pid {first.pid})" in one_line(exc)
+    (tmp_path / "run.go").touch()
     first.join(60)
     assert first.exitcode == 0, "the first run was disturbed"
     assert steps(out) == [2, 4, 6, 8]  # its log is whole, no record of the second run
@@ -437,15 +441,20 @@ def test_provenance_is_stored_and_carried_into_finetuning(tmp_path):
 
 # ---------------------------------------------------------------------- SIGKILL, then a rerun
 KILL_CFG = {"epochs": 2}  # 12 steps, a checkpoint every 3, a log record every 2
+KILL_STEPS = 12
 
 
 def _killable_run(out: str, pace: float) -> None:
+    """(forked child) the run, ``pace`` seconds a step; its last step waits to be killed, so a
+    kill that lands late on a slow machine still lands in the run, never after it."""
     torch.set_num_threads(1)
     cfg = tiny_config(**KILL_CFG)
     task = make_task(cfg)
+    calls = [0]
 
     def paced(model, batch, gen):
-        time.sleep(pace)
+        calls[0] += 1
+        time.sleep(pace if calls[0] < KILL_STEPS else 60)
         return task(model, batch, gen)
 
     torch.manual_seed(123)
