@@ -5,6 +5,7 @@ encoder.safetensors export, checkpoint), finetuning from a folder, `relpos expor
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,24 +16,20 @@ from torch.utils.data import TensorDataset
 from relpos.cli import main
 from relpos.train.api import train
 from relpos.train.checkpoint import load_encoder, read_provenance
-from relpos.train.config import TrainConfig
+from relpos.train.config import TrainConfig, merge
 from relpos.train.export import resolve_checkpoint, save_pretrained
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from test_train import tiny_config as train_config
 
 SECTIONS = ("## Model", "## Data", "## Preprocessing", "## Pretext", "## Training budget")
 
 
 def tiny_config(task: str = "pretrain") -> TrainConfig:
-    return TrainConfig.model_validate(
-        {
-            "task": task,
-            "modality": {"name": "image", "channels": 1, "extent": [16, 16], "token_shape": [4, 4]},
-            "encoder": {"preset": "vit_mini", "dim": 32, "depth": 2, "heads": 2},
-            "pretext": {"sampler": {"kind": "boxes", "size": 4, "count": 10}, "num_pairs": 16},
-            "finetune": {"num_classes": 3},
-            "optim": {"epochs": 1, "batch_size": 16, "max_steps": 3},
-            "runtime": {"checkpoint_every": 2, "progress": False, "seed": 1},
-        }
-    )
+    """test_train's tiny config on a 3-step budget."""
+    base = train_config(task, epochs=1, max_steps=3, warmup_epochs=1.0).model_dump()
+    over = {"runtime": {"checkpoint_every": 2, "log_every": 20, "seed": 1}}
+    return TrainConfig.model_validate(merge(base, over))
 
 
 def tiny_data(n: int = 48) -> TensorDataset:
